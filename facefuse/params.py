@@ -1,0 +1,149 @@
+"""FusionParams: the one validated parameter object shared by the CLI, the WebUI and the API.
+
+Every field carries its range, choices and help text in its metadata, so a parameter added
+here appears everywhere with the same name and range (the CLI and the WebUI are generated
+from `param_specs()`). Out-of-range values raise ParameterError; nothing is silently clamped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import ParameterError
+
+Mode = Literal["normal", "blend", "overlay"]
+MODES: tuple[str, ...] = ("normal", "blend", "overlay")
+RESOLUTIONS: tuple[str, ...] = ("original", "512", "1024", "2048")
+CROP_SIZES: tuple[int, ...] = (320, 512)
+BACKENDS: tuple[str, ...] = ("ort-fp32", "ort-int8")
+
+
+def _num(default: float, lo: float, hi: float, help_text: str, step: float = 0.01,
+         group: str = "fusion") -> Any:
+    return field(default=default, metadata={"kind": "float", "min": lo, "max": hi,
+                                             "step": step, "help": help_text, "group": group})
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    """All knobs of one fusion; build with keywords, presets or `with_overrides`."""
+
+    ratio: float = _num(0.5, 0.0, 1.0, "How much of the source face goes in: 0 keeps the "
+                        "template unchanged, 1 moves the source face fully in.")
+    shape_ratio: float = _num(0.5, 0.0, 1.0, "How far the face shape (outline, eyes, brows, "
+                              "nose) moves toward the source; the mouth keeps the template's "
+                              "expression.")
+    mode: str = field(default="normal", metadata={
+        "kind": "choice", "choices": MODES, "group": "fusion",
+        "help": "normal: fused face as is; blend: keep the template's fine skin texture "
+                "under the fused face; overlay: overlay blend of the fused face on the "
+                "template (keeps more of the template's light and contrast)."})
+    resolution: str = field(default="original", metadata={
+        "kind": "choice", "choices": RESOLUTIONS, "group": "finish",
+        "help": "Output size: the template's own, or the long side in pixels."})
+    smoothing: float = _num(0.3, 0.0, 1.0, "Skin smoothing (edge-preserving, skin only).",
+                            group="finish")
+    brightness: float = _num(0.0, -0.5, 0.5, "Brightness of the fused face region.",
+                             group="finish")
+    contrast: float = _num(0.0, -0.5, 0.5, "Contrast of the fused face region.", group="finish")
+    saturation: float = _num(0.0, -0.5, 0.5, "Colour saturation of the fused face region.",
+                             group="finish")
+    det_threshold: float = _num(0.5, 0.05, 0.95, "Face detection confidence threshold: lower "
+                                "it if a face is missed, raise it if false faces appear.",
+                                group="detection")
+    source_face: int = field(default=0, metadata={
+        "kind": "int", "min": 0, "max": 99, "group": "detection",
+        "help": "Which face of the source photo to use (0 = largest)."})
+    template_face: int | str = field(default=0, metadata={
+        "kind": "face", "min": 0, "max": 99, "group": "detection",
+        "help": "Which face of the template to replace (0 = largest), or 'all'."})
+    region_scale: float = _num(1.0, 0.7, 1.3, "Size of the fusion region relative to the "
+                               "detected face.", group="region")
+    region_rotation: float = _num(0.0, -30.0, 30.0, "Rotation of the fusion region in "
+                                  "degrees.", step=1.0, group="region")
+    region_offset_x: float = _num(0.0, -0.2, 0.2, "Horizontal shift of the fusion region, in "
+                                  "face widths.", group="region")
+    region_offset_y: float = _num(0.0, -0.2, 0.2, "Vertical shift of the fusion region, in "
+                                  "face heights.", group="region")
+    refine: bool = field(default=True, metadata={
+        "kind": "bool", "group": "model",
+        "help": "Run the U-Net refiner (harmonises light, tone and the seam)."})
+    backend: str = field(default="ort-fp32", metadata={
+        "kind": "choice", "choices": BACKENDS, "group": "model",
+        "help": "Runtime and precision of the U-Net."})
+    poisson: bool = field(default=False, metadata={
+        "kind": "bool", "group": "model",
+        "help": "Poisson (seamless) blending at paste-back; slower."})
+    crop_size: int = field(default=512, metadata={
+        "kind": "int_choice", "choices": CROP_SIZES, "group": "model",
+        "help": "Side of the aligned face crop: 512 for photos, 320 for live preview."})
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _validate(f, getattr(self, f.name))
+
+    def with_overrides(self, **overrides: Any) -> FusionParams:
+        """A copy with some fields changed (validated); unknown names are a ParameterError."""
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ParameterError(f"unknown parameter(s): {', '.join(unknown)}; "
+                                 f"known: {', '.join(param_names())}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, for JSON sidecars and reports."""
+        return dataclasses.asdict(self)
+
+
+def _validate(f: dataclasses.Field, value: Any) -> None:
+    meta = f.metadata
+    kind = meta["kind"]
+    name = f.name
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParameterError(f"{name} must be a number, got {value!r}")
+        if not (meta["min"] <= float(value) <= meta["max"]) or value != value:
+            raise ParameterError(f"{name} must be between {meta['min']} and {meta['max']}, "
+                                 f"got {value}")
+    elif kind in ("int", "face"):
+        if kind == "face" and value == "all":
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            extra = " or 'all'" if kind == "face" else ""
+            raise ParameterError(f"{name} must be a whole number{extra}, got {value!r}")
+        if not meta["min"] <= value <= meta["max"]:
+            raise ParameterError(f"{name} must be between {meta['min']} and {meta['max']}, "
+                                 f"got {value}")
+    elif kind in ("choice", "int_choice"):
+        if value not in meta["choices"]:
+            choices = ", ".join(str(c) for c in meta["choices"])
+            raise ParameterError(f"{name} must be one of {choices}; got {value!r}")
+    elif kind == "bool" and not isinstance(value, bool):
+        raise ParameterError(f"{name} must be true or false, got {value!r}")
+
+
+def param_specs() -> list[dataclasses.Field]:
+    """The field definitions (name, default, metadata) the CLI and WebUI build controls from."""
+    return list(dataclasses.fields(FusionParams))
+
+
+def param_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(FusionParams)]
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Values from the phone study behind the product.
+    "desktop": {"ratio": 0.5, "shape_ratio": 0.5, "smoothing": 0.3, "brightness": 0.0,
+                "crop_size": 512},
+    "mobile": {"ratio": 0.45, "shape_ratio": 0.45, "smoothing": 0.25, "brightness": 0.08,
+               "crop_size": 512},
+}
+
+
+def preset(name: str, **overrides: Any) -> FusionParams:
+    """FusionParams from a named preset, optionally with some fields overridden."""
+    if name not in PRESETS:
+        raise ParameterError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return FusionParams().with_overrides(**{**PRESETS[name], **overrides})

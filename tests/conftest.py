@@ -1,0 +1,60 @@
+"""Shared fixtures: real photos only (../shared/faces when present, the astronaut always)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facefuse import FaceFuser
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FACES = Path(os.environ.get("FACEFUSE_FACES", REPO.parent / "shared" / "faces"))
+LONDON = SHARED_FACES / "london"
+# .tem point index (Face Research Lab template) for MediaPipe mesh indices, found by
+# matching both on the London photos: pupils, eye corners, mouth corners, chin.
+TEM_FOR_MESH = {468: 0, 473: 1, 33: 18, 133: 22, 263: 27, 362: 23, 61: 87, 291: 93, 152: 129}
+
+
+@pytest.fixture(scope="session")
+def london() -> Path:
+    if not (LONDON / "neutral").is_dir():
+        pytest.skip(f"the London face set is not at {LONDON} (it sits in ../shared/faces "
+                    "beside the checkout in CI; set FACEFUSE_FACES to use another copy)")
+    return LONDON
+
+
+def read_tem(path: Path) -> np.ndarray:
+    """The hand-placed points of a WebMorph .tem file as (N, 2)."""
+    lines = path.read_text().splitlines()
+    n = int(lines[0])
+    return np.array([[float(v) for v in line.split()[:2]] for line in lines[1:n + 1]])
+
+
+@pytest.fixture(scope="session")
+def engine():
+    with FaceFuser() as fuser:
+        yield fuser
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def astronaut_template(astronaut) -> np.ndarray:
+    """A second, different-looking photo of a face from the astronaut: mirrored, turned a
+    little, enlarged and recoloured (warmer and darker), so fusion has something to move."""
+    import cv2
+
+    img = astronaut[:, ::-1].astype(np.float32)
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 3), 8, 1.15)
+    img = cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+    img = img * np.array([1.05, 0.85, 0.7]) * 0.85
+    return np.clip(img, 0, 255).astype(np.uint8)
