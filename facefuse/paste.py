@@ -1,0 +1,120 @@
+"""Paste: bring the crop-space result back into the full-resolution template.
+
+Only what changed is resampled: the template's own pixels are moved by the geometry field
+(mapped to image coordinates, one resampling at full resolution, so they stay sharp) and the
+face change computed in the crop (`delta`) is added on top. Outside the affected region the
+photo is bit-for-bit untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .align import AlignedFace
+from .geometry import WarpField
+
+CHANGE_EPS = 0.02
+
+
+@dataclass(frozen=True)
+class Roi:
+    """A rectangle of the full image: rows y0:y1, columns x0:x1."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.x1 - self.x0, self.y1 - self.y0
+
+
+def changed_roi(aligned: AlignedFace, changed: np.ndarray, image_shape: tuple[int, ...]
+                ) -> Roi | None:
+    """Bounding box in the image of the crop pixels flagged in `changed` (bool crop)."""
+    ys, xs = np.nonzero(changed)
+    if len(xs) == 0:
+        return None
+    corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()],
+                        [xs.min(), ys.max() + 1], [xs.max() + 1, ys.max() + 1]], np.float64)
+    pts = corners @ aligned.to_image[:, :2].T + aligned.to_image[:, 2]
+    h, w = image_shape[:2]
+    x0, y0 = np.floor(pts.min(axis=0)).astype(int) - 2
+    x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + 2
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return Roi(int(x0), int(y0), int(x1), int(y1))
+
+
+def crop_to_roi(array: np.ndarray, aligned: AlignedFace, roi: Roi,
+                border_value: float = 0.0) -> np.ndarray:
+    """Resample a crop-space array onto the ROI's pixel grid (bilinear)."""
+    m = aligned.to_crop @ np.array([[1, 0, roi.x0], [0, 1, roi.y0], [0, 0, 1]], np.float64)
+    return cv2.warpAffine(array, m, roi.size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+
+
+def paste_back(template: np.ndarray, aligned: AlignedFace, field: WarpField,
+               delta: np.ndarray, region: np.ndarray, *, poisson: bool = False
+               ) -> tuple[np.ndarray, Roi | None]:
+    """Template with the geometry applied and `delta` (crop space, float) added.
+
+    `region` (crop space, 0..1) is where the face changed; it bounds the work and, with
+    `poisson`, is the clone mask. Returns the new image and the ROI that changed.
+    """
+    moved = field.displacement() > CHANGE_EPS
+    changed = moved | (np.abs(delta).max(axis=2) > 0.5) | (region > CHANGE_EPS)
+    roi = changed_roi(aligned, changed, template.shape)
+    out = template.copy()
+    if roi is None:
+        return out, None
+    gx, gy = np.meshgrid(np.arange(roi.x0, roi.x1, dtype=np.float32),
+                         np.arange(roi.y0, roi.y1, dtype=np.float32))
+    # Geometry: the crop-space backward map, read at each ROI pixel and expressed in image
+    # coordinates; where the crop does not reach, the identity.
+    # Pixels whose bilinear footprint leaves the crop would mix in the zero border.
+    valid = crop_to_roi(np.ones(field.map_x.shape, np.float32), aligned, roi) > 0.999
+    mx = crop_to_roi(field.map_x, aligned, roi)
+    my = crop_to_roi(field.map_y, aligned, roi)
+    inv = aligned.to_image
+    ix = inv[0, 0] * mx + inv[0, 1] * my + inv[0, 2]
+    iy = inv[1, 0] * mx + inv[1, 1] * my + inv[1, 2]
+    ix = np.where(valid, ix, gx)
+    iy = np.where(valid, iy, gy)
+    warped = cv2.remap(template, ix.astype(np.float32), iy.astype(np.float32),
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    still = (np.abs(ix - gx) < 1e-3) & (np.abs(iy - gy) < 1e-3)
+    warped[still] = template[roi.slices][still]
+    change = crop_to_roi(delta.astype(np.float32), aligned, roi)
+    result = np.clip(warped.astype(np.float32) + change + 0.5, 0, 255).astype(np.uint8)
+    if poisson:
+        result = _poisson(result, warped, crop_to_roi(region.astype(np.float32), aligned, roi))
+    out[roi.slices] = result
+    return out, roi
+
+
+def _poisson(face: np.ndarray, background: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """OpenCV seamless cloning of `face` into `background` inside `region`."""
+    mask = (region > 0.5).astype(np.uint8) * 255
+    mask[:2, :] = 0
+    mask[-2:, :] = 0
+    mask[:, :2] = 0
+    mask[:, -2:] = 0
+    ys, xs = np.nonzero(mask)
+    if len(xs) < 16:
+        return face
+    # seamlessClone centres the mask's bounding box at `center`: put it back where it was.
+    center = (int((xs.min() + xs.max() + 1) // 2), int((ys.min() + ys.max() + 1) // 2))
+    cloned = cv2.seamlessClone(face, background, mask, center, cv2.NORMAL_CLONE)
+    # Keep the soft edge of the original mask outside the clone area.
+    alpha = np.clip(region, 0, 1)[..., None]
+    return (cloned * alpha + face * (1 - alpha) + 0.5).astype(np.uint8)

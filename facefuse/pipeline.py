@@ -1,0 +1,204 @@
+"""fuse(): the chain load -> analyse -> align -> geometry -> texture -> refine -> paste -> finish.
+
+`FaceFuser` holds what is costly to create (the MediaPipe graphs, the ONNX session) so that
+batch runs, the WebUI and the camera reuse it; `facefuse.fuse()` is the one-shot form.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import finish, geometry, texture
+from .align import AlignedFace, align_face
+from .analysis import Face, FaceAnalyzer, pick_face
+from .errors import ParameterError
+from .imageio import ImageSource, load_image
+from .params import FusionParams
+from .paste import changed_roi, crop_to_roi, paste_back
+from .refine import Refiner, load_refiner
+
+STAGES = ("load", "analyse", "align", "geometry", "texture", "refine", "paste", "finish")
+
+
+class Timings(dict):
+    """Milliseconds per stage; `with timings.stage("x"):` adds to stage x."""
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + (time.perf_counter() - start) * 1000.0
+
+    @property
+    def total(self) -> float:
+        return float(sum(self.values()))
+
+
+@dataclass(frozen=True)
+class PreparedSource:
+    """A source photo analysed and aligned once, reused for many templates or frames."""
+
+    image: np.ndarray
+    face: Face
+    aligned: AlignedFace
+
+
+@dataclass
+class FusionResult:
+    image: np.ndarray  # HxWx3 uint8 RGB
+    source_face: Face
+    template_faces: list[Face]  # the faces that were replaced
+    timings: Timings = field(default_factory=Timings)
+    params: FusionParams = field(default_factory=FusionParams)
+
+
+class FaceFuser:
+    """Reusable fusion engine. Thread-safe: analysis is serialised, the rest is per call."""
+
+    def __init__(self, analyzer: FaceAnalyzer | None = None, threads: int | None = None
+                 ) -> None:
+        self.analyzer = analyzer or FaceAnalyzer()
+        self._threads = threads
+        self._refiners: dict[str, Refiner] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.analyzer.close()
+
+    def __enter__(self) -> FaceFuser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def refiner(self, backend: str) -> Refiner:
+        """The U-Net session for `backend`, created on first use and kept."""
+        with self._lock:
+            if backend not in self._refiners:
+                self._refiners[backend] = load_refiner(backend, threads=self._threads)
+            return self._refiners[backend]
+
+    def prepare_source(self, source: ImageSource | np.ndarray, params: FusionParams,
+                       timings: Timings | None = None) -> PreparedSource:
+        """Load, analyse and align the source face once."""
+        timings = timings if timings is not None else Timings()
+        with timings.stage("load"):
+            image = load_image(source, name="source")
+        with timings.stage("analyse"):
+            faces = self.analyzer.detect(image, params.det_threshold,
+                                         thorough=params.source_face != 0)
+            face = pick_face(faces, params.source_face, "source", params.det_threshold)
+        with timings.stage("align"):
+            aligned = align_face(image, face, params.crop_size)
+        return PreparedSource(image=image, face=face, aligned=aligned)
+
+    def fuse(self, source: ImageSource | PreparedSource, template: ImageSource,
+             params: FusionParams | None = None, **overrides: Any) -> FusionResult:
+        """Fuse the source face into the template (see FusionParams for every knob)."""
+        params = (params or FusionParams()).with_overrides(**overrides)
+        timings = Timings()
+        if isinstance(source, PreparedSource):
+            prepared = source
+            if prepared.aligned.size != params.crop_size:
+                with timings.stage("align"):
+                    prepared = PreparedSource(prepared.image, prepared.face, align_face(
+                        prepared.image, prepared.face, params.crop_size))
+        else:
+            prepared = self.prepare_source(source, params, timings)
+        with timings.stage("load"):
+            image = load_image(template, name="template")
+        with timings.stage("analyse"):
+            faces = self.analyzer.detect(image, params.det_threshold,
+                                         thorough=params.template_face != 0)
+            if params.template_face == "all":
+                pick_face(faces, 0, "template", params.det_threshold)
+                targets = faces
+            else:
+                targets = [pick_face(faces, params.template_face, "template",
+                                     params.det_threshold)]
+        out = image
+        for face in targets:
+            out = self._fuse_into(prepared, out, face, params, timings)
+        with timings.stage("finish"):
+            out = finish.resize_output(out, params.resolution)
+        return FusionResult(image=out, source_face=prepared.face, template_faces=targets,
+                            timings=timings, params=params)
+
+    def _fuse_into(self, src: PreparedSource, image: np.ndarray, face: Face,
+                   params: FusionParams, timings: Timings) -> np.ndarray:
+        """One template face: every stage from align to finish."""
+        size = params.crop_size
+        with timings.stage("align"):
+            tpl = align_face(image, face, size)
+        with timings.stage("geometry"):
+            if params.ratio == 0:  # the template stays exactly as it was
+                shape = tpl.landmarks[:, :2]
+            else:
+                shape = geometry.fuse_shape(src.aligned.landmarks, tpl.landmarks,
+                                            params.shape_ratio)
+            anchors = geometry.anchor_points(shape, size)
+            tpl_field = geometry.piecewise_affine(tpl.landmarks, shape, size, anchors)
+            tpl_warped = tpl_field.apply(tpl.crop).astype(np.float32)
+            if params.ratio > 0:
+                src_field = geometry.piecewise_affine(src.aligned.landmarks, shape, size,
+                                                      anchors)
+                src_warped = src_field.apply(src.aligned.crop)
+        with timings.stage("texture"):
+            region = texture.Region(params.region_scale, params.region_rotation,
+                                    params.region_offset_x, params.region_offset_y)
+            if params.ratio > 0:
+                mouth_open = face.mouth_open_ratio() > texture.MOUTH_OPEN_THRESHOLD
+                comp = texture.mix(src_warped, tpl_warped, shape, params.ratio,
+                                   mouth_open=mouth_open, region=region)
+                fused, weight, face_region = comp.image, comp.weight, comp.face
+            else:
+                fused = tpl_warped
+                weight = np.zeros((size, size), np.float32)
+                face_region = texture.face_mask(shape, size, region)
+        with timings.stage("refine"):
+            if params.refine and params.ratio > 0:
+                fused = self.refiner(params.backend)(fused, face_region)
+        with timings.stage("finish"):
+            fused = finish.apply_mode(fused, tpl_warped, weight, face_region, params.mode)
+        with timings.stage("paste"):
+            delta = (fused - tpl_warped) * (face_region > 0.002)[..., None]
+            if params.ratio == 0:
+                delta[:] = 0
+            out, roi = paste_back(image, tpl, tpl_field, delta, weight,
+                                  poisson=params.poisson and params.ratio > 0)
+        with timings.stage("finish"):
+            if roi is None or params.ratio == 0:
+                roi = changed_roi(tpl, face_region > 0.002, image.shape)
+            if roi is not None:
+                region_full = crop_to_roi(face_region, tpl, roi)
+                patch = out[roi.slices]
+                if params.smoothing > 0:
+                    skin = texture.skin_mask(shape, size)
+                    patch = finish.smooth_skin(patch, crop_to_roi(skin, tpl, roi),
+                                               params.smoothing, tpl.scale)
+                patch = finish.adjust_tone(patch, region_full, params.brightness,
+                                           params.contrast, params.saturation)
+                out = out.copy() if out is image else out
+                out[roi.slices] = patch
+        return out
+
+
+def fuse(source: ImageSource | PreparedSource, template: ImageSource,
+         params: FusionParams | None = None, *, engine: FaceFuser | None = None,
+         **overrides: Any) -> FusionResult:
+    """One-shot fusion. For many calls, make one `FaceFuser` and pass it as `engine`."""
+    if params is not None and not isinstance(params, FusionParams):
+        raise ParameterError("params must be a FusionParams (or use keyword overrides)")
+    if engine is not None:
+        return engine.fuse(source, template, params, **overrides)
+    with FaceFuser() as own:
+        return own.fuse(source, template, params, **overrides)

@@ -1,0 +1,162 @@
+"""Texture: masks, colour/light matching and the ratio mix, all in the aligned crop.
+
+The source face (already warped onto the fused shape) takes the template's skin colour and
+its low-frequency light (shading, colour cast), measured on skin only so eyes, brows and
+lips do not bleed into it. It is then mixed into the template by `ratio` inside a soft face
+mask that leaves the hairline, ears and (when the template's mouth is open) the mouth to the
+template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .mesh_topology import (
+    FACE_OVAL_LOOP,
+    LEFT_BROW_POINTS,
+    LEFT_EYE_LOOP,
+    OUTER_LIPS_LOOP,
+    RIGHT_BROW_POINTS,
+    RIGHT_EYE_LOOP,
+)
+
+MOUTH_OPEN_THRESHOLD = 0.08  # inner-lip gap / mouth width above which teeth show
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where the fusion applies, relative to the detected face (the WebUI's zoom/rotate tier)."""
+
+    scale: float = 1.0
+    rotation: float = 0.0  # degrees
+    offset_x: float = 0.0  # in face widths
+    offset_y: float = 0.0  # in face heights
+
+
+def _poly_mask(size: int, points: np.ndarray) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 255, lineType=cv2.LINE_AA)
+    return mask
+
+
+def face_mask(shape: np.ndarray, size: int, region: Region = Region()) -> np.ndarray:
+    """Soft (0..1 float32) mask of the face: the oval pulled in at the forehead so the
+    hairline stays the template's, feathered inward so nothing outside the oval changes."""
+    oval = shape[list(FACE_OVAL_LOOP), :2].astype(np.float64)
+    brow_y = shape[list(LEFT_BROW_POINTS) + list(RIGHT_BROW_POINTS), 1].mean()
+    centre = oval.mean(axis=0)
+    pulled = centre + 0.94 * (oval - centre)
+    # Forehead points come down toward the brows: the hairline belongs to the template.
+    above = pulled[:, 1] < brow_y
+    pulled[above, 1] = brow_y + 0.6 * (pulled[above, 1] - brow_y)
+    width = np.ptp(oval[:, 0])
+    height = np.ptp(oval[:, 1])
+    if region != Region():
+        rot = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])),
+                                      -region.rotation, region.scale)
+        rot[:, 2] += (region.offset_x * width, region.offset_y * height)
+        pulled = pulled @ rot[:, :2].T + rot[:, 2]
+    hard = _poly_mask(size, pulled)
+    feather = max(3, round(0.06 * width))
+    hard = cv2.erode(hard, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (feather, feather)))
+    soft = cv2.GaussianBlur(hard, (0, 0), feather / 2.0)
+    return soft.astype(np.float32) / 255.0
+
+
+def feature_mask(shape: np.ndarray, size: int) -> np.ndarray:
+    """Eyes, brows and lips (uint8 0/255), slightly grown: excluded from skin statistics."""
+    mask = np.zeros((size, size), np.uint8)
+    for loop in (LEFT_EYE_LOOP, RIGHT_EYE_LOOP, OUTER_LIPS_LOOP):
+        cv2.fillPoly(mask, [np.round(shape[list(loop), :2]).astype(np.int32)], 255)
+    for brow in (LEFT_BROW_POINTS, RIGHT_BROW_POINTS):
+        hull = cv2.convexHull(np.round(shape[list(brow), :2]).astype(np.int32))
+        cv2.fillConvexPoly(mask, hull, 255)
+    grow = max(3, size // 64)
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+
+
+def mouth_mask(shape: np.ndarray, size: int) -> np.ndarray:
+    """Soft mask (0..1) of the whole mouth (lips and opening), grown a little.
+
+    When the template's mouth is open, all of it stays the template's: a closed source
+    mouth stretched open would smear lips over the teeth."""
+    hard = _poly_mask(size, shape[list(OUTER_LIPS_LOOP), :2])
+    grow = max(3, size // 40)
+    hard = cv2.dilate(hard, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    return cv2.GaussianBlur(hard, (0, 0), grow / 2).astype(np.float32) / 255.0
+
+
+def skin_mask(shape: np.ndarray, size: int) -> np.ndarray:
+    """Skin only (0..1): the face mask minus eyes, brows and lips."""
+    return face_mask(shape, size) * (1.0 - feature_mask(shape, size).astype(np.float32) / 255.0)
+
+
+def _masked_blur(image: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur that only averages where `weight` > 0 (normalised convolution).
+
+    Only low frequencies survive a blur this wide, so it runs at 1/8 scale and is
+    upsampled: the same result for a fraction of the cost.
+    """
+    h, w = weight.shape
+    f = 8
+    small = (max(1, w // f), max(1, h // f))
+    wt = cv2.resize(weight, small, interpolation=cv2.INTER_AREA)
+    num = cv2.resize(image * weight[..., None], small, interpolation=cv2.INTER_AREA)
+    wt = cv2.GaussianBlur(wt, (0, 0), sigma / f)
+    num = cv2.GaussianBlur(num, (0, 0), sigma / f)
+    low = num / np.maximum(wt, 1e-4)[..., None]
+    return cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def match_colour(source: np.ndarray, template: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """Source crop (float32 0..255 RGB) recoloured and relit to the template's skin.
+
+    Two steps: a LAB mean/std transfer on skin (overall tone), then the difference of the
+    two skins' low frequencies (directional light, colour casts) added back.
+    """
+    weight = (skin > 0.5).astype(np.float32)
+    if weight.sum() < 50:
+        return source
+    src_lab = cv2.cvtColor(np.clip(source, 0, 255).astype(np.float32) / 255.0,
+                           cv2.COLOR_RGB2LAB)
+    tpl_lab = cv2.cvtColor(np.clip(template, 0, 255).astype(np.float32) / 255.0,
+                           cv2.COLOR_RGB2LAB)
+    sel = weight > 0
+    s_mean, s_std = src_lab[sel].mean(axis=0), src_lab[sel].std(axis=0) + 1e-3
+    t_mean, t_std = tpl_lab[sel].mean(axis=0), tpl_lab[sel].std(axis=0) + 1e-3
+    gain = np.clip(t_std / s_std, 0.5, 2.0)
+    out_lab = (src_lab - s_mean) * gain + t_mean
+    size = source.shape[0]
+    sigma = size / 24.0
+    out_lab += _masked_blur(tpl_lab, weight, sigma) - _masked_blur(out_lab, weight, sigma)
+    out_lab[..., 0] = np.clip(out_lab[..., 0], 0, 100)
+    rgb = cv2.cvtColor(out_lab.astype(np.float32), cv2.COLOR_LAB2RGB) * 255.0
+    return np.clip(rgb, 0, 255)
+
+
+@dataclass(frozen=True)
+class Composite:
+    """Result of the texture stage, in crop space."""
+
+    image: np.ndarray  # (size, size, 3) float32 0..255: the coarse fused crop
+    weight: np.ndarray  # (size, size) float32 0..1: how much of the source went in
+    face: np.ndarray  # (size, size) float32 0..1: the face region (for finish and refine)
+
+
+def mix(source_warped: np.ndarray, template_warped: np.ndarray, shape: np.ndarray,
+        ratio: float, *, mouth_open: bool, region: Region = Region()) -> Composite:
+    """Recolour the source and mix it into the template by `ratio` inside the face mask."""
+    size = template_warped.shape[0]
+    src = source_warped.astype(np.float32)
+    tpl = template_warped.astype(np.float32)
+    face = face_mask(shape, size, region)
+    skin = face * (1.0 - feature_mask(shape, size).astype(np.float32) / 255.0)
+    matched = match_colour(src, tpl, skin)
+    weight = ratio * face
+    if mouth_open:
+        weight = weight * (1.0 - mouth_mask(shape, size))
+    image = tpl + weight[..., None] * (matched - tpl)
+    return Composite(image=image, weight=weight, face=face)
