@@ -1,0 +1,199 @@
+"""The `facefuse` command. Options are generated from FusionParams, so they match the API.
+
+Exit codes: 0 ok; 1 a batch had failures (or an unexpected error); 2 bad arguments or
+parameters; 3 unreadable or unsupported image; 4 no face found; 5 model or runtime missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import FaceFuseError
+from .params import PRESETS, FusionParams, param_specs, preset
+from .quiet import NativeLogFilter
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _face_index(text: str) -> int | str:
+    if text == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a face number or 'all', got {text!r}"
+                                         ) from None
+
+
+def add_fusion_options(parser: argparse.ArgumentParser) -> None:
+    """One option per FusionParams field (defaults None: unset options keep the preset's)."""
+    group = parser.add_argument_group("fusion options (see FusionParams)")
+    group.add_argument("--preset", choices=sorted(PRESETS),
+                       help="start from a preset; explicit options override it")
+    for f in param_specs():
+        meta, flag = f.metadata, _flag(f.name)
+        help_text = meta["help"]
+        if meta["kind"] == "float":
+            group.add_argument(flag, type=float, default=None, metavar="F",
+                               help=f"{help_text} [{meta['min']}..{meta['max']}, "
+                                    f"default {f.default}]")
+        elif meta["kind"] == "int":
+            group.add_argument(flag, type=int, default=None, metavar="K",
+                               help=f"{help_text} [default {f.default}]")
+        elif meta["kind"] == "face":
+            group.add_argument(flag, type=_face_index, default=None, metavar="K|all",
+                               help=f"{help_text} [default {f.default}]")
+        elif meta["kind"] == "choice":
+            group.add_argument(flag, choices=meta["choices"], default=None,
+                               help=f"{help_text} [default {f.default}]")
+        elif meta["kind"] == "int_choice":
+            group.add_argument(flag, type=int, choices=meta["choices"], default=None,
+                               help=f"{help_text} [default {f.default}]")
+        elif meta["kind"] == "bool":
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=f"{help_text} [default {f.default}]")
+
+
+def params_from_args(args: argparse.Namespace) -> FusionParams:
+    given = {f.name: getattr(args, f.name) for f in param_specs()
+             if getattr(args, f.name, None) is not None}
+    if args.preset:
+        return preset(args.preset, **given)
+    return FusionParams().with_overrides(**given)
+
+
+def cmd_fuse(args: argparse.Namespace) -> int:
+    from .imageio import save_format, save_image
+    from .pipeline import fuse
+
+    params = params_from_args(args)
+    save_format(args.output)  # a bad extension fails before any work
+    started = time.perf_counter()
+    result = fuse(args.source, args.template, params)
+    with result.timings.stage("save"):
+        save_image(args.output, result.image, note=f"ratio={params.ratio}")
+    total = (time.perf_counter() - started) * 1000
+    faces = len(result.template_faces)
+    print(f"saved {args.output} ({result.image.shape[1]}x{result.image.shape[0]}, "
+          f"{faces} face{'s' if faces > 1 else ''} fused)")
+    if args.timings:
+        for name, ms in result.timings.items():
+            print(f"  {name:<9}{ms:8.1f} ms")
+        print(f"  {'total':<9}{total:8.1f} ms (including start-up: model loading)")
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .batch import list_templates, run_batch
+    from .imageio import save_format
+    from .pipeline import FaceFuser
+
+    params = params_from_args(args)
+    if args.ext:
+        save_format("x" + args.ext)
+    templates, ignored = list_templates(Path(args.template_dir))
+    if not templates:
+        raise FaceFuseError(f"no images (jpg, png, webp, bmp, tiff) in {args.template_dir}")
+    with FaceFuser() as engine:
+        prepared = engine.prepare_source(args.source, params)
+    started = time.perf_counter()
+    failures = []
+    with tqdm(total=len(templates), unit="photo", desc="fusing", file=sys.stderr,
+              disable=args.quiet) as bar:
+        def report(item):
+            if not item.ok:
+                failures.append(item)
+                bar.write(f"skipped {item.template.name}: {item.message}", file=sys.stderr)
+            bar.update(1)
+
+        results = run_batch(prepared, templates, Path(args.output), params,
+                            workers=args.workers, ext=args.ext, on_item=report)
+    elapsed = time.perf_counter() - started
+    done = sum(r.ok for r in results)
+    print(f"{done} of {len(results)} fused into {args.output} in {elapsed:.1f} s "
+          f"({elapsed / max(1, len(results)):.2f} s per photo)"
+          + (f"; {len(failures)} failed" if failures else "")
+          + (f"; {len(ignored)} non-image file(s) ignored" if ignored else ""))
+    for item in failures:
+        print(f"  failed: {item.template.name}: {item.message}")
+    if args.report:
+        Path(args.report).write_text(json.dumps(
+            [{"template": str(r.template), "output": str(r.output) if r.output else None,
+              "ok": r.ok, "message": r.message, "ms": round(r.ms, 1)} for r in results],
+            indent=2))
+    return 0 if not failures else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="facefuse", description="Offline face fusion: blend a source face into a "
+        "template photo, on your own machine.")
+    parser.add_argument("--version", action="version", version=f"facefuse {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("fuse", help="fuse one source face into one template photo")
+    p.add_argument("source", help="photo with the face to put in")
+    p.add_argument("template", help="photo whose pose, expression and light are kept")
+    p.add_argument("-o", "--output", required=True, help="result file (.jpg .png .webp ...)")
+    p.add_argument("--timings", action="store_true", help="print per-stage milliseconds")
+    add_fusion_options(p)
+    p.set_defaults(func=cmd_fuse)
+
+    p = sub.add_parser("batch", help="fuse one source face into every photo of a folder")
+    p.add_argument("source", help="photo with the face to put in")
+    p.add_argument("template_dir", help="folder of template photos")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--workers", type=int, default=0,
+                   help="worker processes (default: one per core)")
+    p.add_argument("--ext", default=None, help="output extension, e.g. .png (default: the "
+                   "template's own)")
+    p.add_argument("--report", default=None, help="write a JSON report of every photo")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_fusion_options(p)
+    p.set_defaults(func=cmd_batch)
+    for sp in sub.choices.values():  # --debug also after the sub-command
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "workers", 0) and args.workers < 0:
+        parser.error("--workers must be 0 or more")
+    try:
+        with NativeLogFilter():
+            return int(args.func(args) or 0)
+    except FaceFuseError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
