@@ -1,0 +1,30 @@
+"""Export the refiner to ONNX: one FP32 file, dynamic height and width, opset 17."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..refine import INPUT_IMAGE, INPUT_MASK, OUTPUT
+
+OPSET = 17
+
+
+def export_onnx(model: torch.nn.Module, path: Path, sample_size: int = 64) -> Path:
+    """Write `model` (eval mode) to `path`; batch 1, H and W dynamic (multiples of 32)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    image = torch.rand(1, 3, sample_size, sample_size)
+    mask = torch.rand(1, 1, sample_size, sample_size)
+    dynamic = {name: {2: "height", 3: "width"} for name in (INPUT_IMAGE, INPUT_MASK, OUTPUT)}
+    tmp = path.with_suffix(".tmp.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(model, (image, mask), str(tmp), input_names=[INPUT_IMAGE, INPUT_MASK],
+                          output_names=[OUTPUT], dynamic_axes=dynamic, opset_version=OPSET,
+                          do_constant_folding=True, dynamo=False)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,189 @@
+"""Training data for the refiner: self-supervised composites from real face photos.
+
+From a real aligned face X we perturb the colour and light of the face region (LAB shifts,
+gamma, white balance, contrast, saturation, directional shading, and a phone-ISP simulation:
+gamma + Gaussian blur + noise + JPEG), misalign it by a pixel or two and jitter and feather
+the mask. The composite puts that face back onto X's own surroundings; the target is X. The
+network learns to make a face region belong to the photo around it.
+
+This module uses NumPy and OpenCV only (no torch), so evaluation can build the same
+composites without the training extra.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..align import align_face
+from ..analysis import FaceAnalyzer
+from ..errors import FaceFuseError
+from ..imageio import load_image
+from ..texture import face_mask
+
+CACHE_SIZE = 512
+VALIDATION_EVERY = 7  # every 7th identity (sorted) is held out: 10 of the 68 London people
+
+
+@dataclass(frozen=True)
+class FaceSet:
+    """Aligned face crops with their soft face masks and person ids."""
+
+    crops: np.ndarray  # (N, S, S, 3) uint8 RGB
+    masks: np.ndarray  # (N, S, S) uint8 0..255
+    ids: list[str]
+
+    def subset(self, keep: list[int]) -> FaceSet:
+        return FaceSet(self.crops[keep], self.masks[keep], [self.ids[i] for i in keep])
+
+
+def person_id(path: Path) -> str:
+    """'001' for London's 001_03.jpg; the file stem for other data."""
+    return path.stem.split("_")[0]
+
+
+def find_photos(data_dir: Path) -> list[Path]:
+    photos = sorted(p for p in Path(data_dir).rglob("*")
+                    if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.is_file())
+    if not photos:
+        raise FaceFuseError(f"no photos (jpg, png) found under {data_dir}")
+    return photos
+
+
+def split_ids(ids: list[str]) -> tuple[set[str], set[str]]:
+    """Deterministic identity split: (train ids, validation ids)."""
+    unique = sorted(set(ids))
+    val = set(unique[::VALIDATION_EVERY])
+    return set(unique) - val, val
+
+
+def build_faceset(data_dir: Path, size: int = CACHE_SIZE, progress: bool = True) -> FaceSet:
+    """Analyse and align every photo under `data_dir` (photos without a face are skipped)."""
+    from tqdm import tqdm
+
+    crops, masks, ids = [], [], []
+    with FaceAnalyzer() as analyzer:
+        for path in tqdm(find_photos(data_dir), desc="aligning faces", disable=not progress):
+            image = load_image(path)
+            faces = analyzer.detect(image, 0.5)
+            if not faces:
+                continue
+            aligned = align_face(image, faces[0], size)
+            crops.append(aligned.crop)
+            masks.append((face_mask(aligned.landmarks, size) * 255).astype(np.uint8))
+            ids.append(person_id(path))
+    return FaceSet(np.stack(crops), np.stack(masks), ids)
+
+
+def load_or_build(data_dir: Path, cache: Path, size: int = CACHE_SIZE) -> FaceSet:
+    """The aligned face set, cached as .npz next to the run (rebuilt if absent)."""
+    if cache.exists():
+        z = np.load(cache)
+        return FaceSet(z["crops"], z["masks"], [str(i) for i in z["ids"]])
+    faces = build_faceset(data_dir, size)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, crops=faces.crops, masks=faces.masks, ids=np.array(faces.ids))
+    return faces
+
+
+def read_info(data_dir: Path) -> dict[str, dict[str, str]]:
+    """london_info.csv rows by face id, when present (for the model card's data summary)."""
+    info = next(Path(data_dir).rglob("*_info.csv"), None)
+    if info is None:
+        return {}
+    with open(info, newline="") as fh:
+        return {row["face_id"]: row for row in csv.DictReader(fh)}
+
+
+# ---------------------------------------------------------------- perturbations
+
+
+def isp_simulation(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A phone camera pipeline, roughly: gamma, a soft lens/denoise blur, sensor noise, JPEG."""
+    out = np.power(np.clip(img, 0, 1), rng.uniform(0.8, 1.25))
+    sigma = rng.uniform(0.0, 1.2)
+    if sigma > 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), sigma)
+    out = out + rng.normal(0, rng.uniform(0, 0.015), out.shape).astype(np.float32)
+    quality = int(rng.integers(60, 96))
+    _, enc = cv2.imencode(".jpg", (np.clip(out, 0, 1) * 255).astype(np.uint8),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(enc, cv2.IMREAD_UNCHANGED).astype(np.float32) / 255.0
+
+
+def perturb_colour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Change colour and light the way two photos of different people differ (float 0..1)."""
+    lab = cv2.cvtColor(np.clip(img, 0, 1).astype(np.float32), cv2.COLOR_RGB2LAB)
+    lab[..., 0] = lab[..., 0] * rng.uniform(0.8, 1.2) + rng.uniform(-14, 14)  # exposure
+    lab[..., 1:] = lab[..., 1:] * rng.uniform(0.7, 1.3)  # saturation
+    lab[..., 1] += rng.uniform(-8, 8)  # green-magenta cast
+    lab[..., 2] += rng.uniform(-10, 10)  # blue-yellow cast
+    lab[..., 0] = np.clip(lab[..., 0], 0, 100)
+    out = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    out = out * rng.uniform(0.88, 1.12, size=3).astype(np.float32)  # white balance
+    out = np.power(np.clip(out, 0, 1), rng.uniform(0.75, 1.33))  # gamma
+    if rng.random() < 0.6:  # directional light: a ramp across the face
+        h, w = out.shape[:2]
+        angle = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        ramp = ((xx / w - 0.5) * np.cos(angle) + (yy / h - 0.5) * np.sin(angle))
+        out = out * (1.0 + rng.uniform(0.1, 0.5) * ramp)[..., None]
+    if rng.random() < 0.5:
+        out = isp_simulation(out, rng)
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def jitter_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Grow or shrink, move a little and re-feather a 0..1 mask."""
+    h, _ = mask.shape
+    hard = (mask > 0.5).astype(np.uint8)
+    k = int(rng.integers(1, max(2, h // 24)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+    hard = cv2.dilate(hard, kernel) if rng.random() < 0.5 else cv2.erode(hard, kernel)
+    shift = rng.uniform(-0.02, 0.02, size=2) * h
+    hard = cv2.warpAffine(hard, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), (h, h))
+    sigma = rng.uniform(0.5, 0.03 * h)
+    return cv2.GaussianBlur(hard.astype(np.float32), (0, 0), sigma)
+
+
+def random_view(crop: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Random scale, crop window and flip of a face crop and its mask, at `size`."""
+    s = crop.shape[0]
+    window = int(s * rng.uniform(0.7, 1.0))
+    x0 = int(rng.integers(0, s - window + 1))
+    y0 = int(rng.integers(0, s - window + 1))
+    img = cv2.resize(crop[y0:y0 + window, x0:x0 + window], (size, size),
+                     interpolation=cv2.INTER_AREA)
+    msk = cv2.resize(mask[y0:y0 + window, x0:x0 + window], (size, size),
+                     interpolation=cv2.INTER_AREA)
+    if rng.random() < 0.5:
+        img, msk = img[:, ::-1], msk[:, ::-1]
+    return np.ascontiguousarray(img), np.ascontiguousarray(msk)
+
+
+def make_composite(crop: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(composite, mask, target): float32 HxWx3 / HxW / HxWx3 in 0..1."""
+    img, msk = random_view(crop, mask, size, rng)
+    target = img.astype(np.float32) / 255.0
+    m = jitter_mask(msk.astype(np.float32) / 255.0, rng)
+    fg = perturb_colour(target, rng)
+    if rng.random() < 0.5:  # misalignment of a pixel or two, as a warp would leave
+        dx, dy = rng.uniform(-2, 2, size=2)
+        fg = cv2.warpAffine(fg, np.float32([[1, 0, dx], [0, 1, dy]]), (size, size),
+                            borderMode=cv2.BORDER_REFLECT)
+    comp = target * (1 - m[..., None]) + fg * m[..., None]
+    return comp.astype(np.float32), m.astype(np.float32), target
+
+
+def validation_composites(faces: FaceSet, size: int, per_face: int = 2, seed: int = 1234
+                          ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A fixed set of composites (same seed, same result) for validation and evaluation."""
+    rng = np.random.default_rng(seed)
+    return [make_composite(faces.crops[i], faces.masks[i], size, rng)
+            for i in range(len(faces.ids)) for _ in range(per_face)]
