@@ -14,8 +14,8 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import FaceFuseError
-from .params import PRESETS, FusionParams, param_specs, preset
+from .errors import BackendError, FaceFuseError, ParameterError
+from .params import BACKENDS, PRESETS, FusionParams, param_specs, preset
 from .quiet import NativeLogFilter
 
 
@@ -134,6 +134,63 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 0 if not failures else 1
 
 
+def cmd_harmonize(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .imageio import load_image, save_format, save_image
+    from .refine import harmonize, load_refiner
+
+    save_format(args.output)
+    image = load_image(args.image, name="image")
+    mask = load_image(args.mask, name="mask").mean(axis=2).astype(np.float32) / 255.0
+    refiner = load_refiner(args.backend)
+    result = harmonize(refiner, image, mask)
+    save_image(args.output, result, note="harmonized")
+    print(f"saved {args.output} ({result.shape[1]}x{result.shape[0]})")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from .nn.train import TrainConfig, train
+    except ImportError as exc:
+        raise BackendError("training needs the train extra: pip install -e '.[train]' "
+                           f"({exc})") from None
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ParameterError("--device cuda: no CUDA device is available here")
+    cfg = TrainConfig(data=args.data, out=args.out, steps=args.steps, size=args.size,
+                      batch=args.batch, lr=args.lr, seed=args.seed, device=args.device,
+                      val_every=args.val_every)
+    summary = train(cfg, progress=not args.quiet)
+    best = summary["best"]
+    print(f"best validation PSNR {best['psnr_refined']:.2f} dB (composites "
+          f"{best['psnr_composite']:.2f} dB) at step {best['step']}; model: "
+          f"{Path(args.out) / 'unet_fp32.onnx'}")
+    return 0
+
+
+def cmd_eval_harmonize(args: argparse.Namespace) -> int:
+    from .evaluate import harmonize_report, markdown_table, write_report
+
+    report = harmonize_report(Path(args.data), size=args.size, backend=args.backend,
+                              model=Path(args.model) if args.model else None)
+    print(markdown_table(report))
+    write_report(report, Path(args.json) if args.json else None)
+    return 0
+
+
+def cmd_eval_refine(args: argparse.Namespace) -> int:
+    from .evaluate import refine_on_off_report, refine_on_off_table, write_report
+
+    report = refine_on_off_report(Path(args.data), pairs=args.pairs, backend=args.backend)
+    print(refine_on_off_table(report))
+    write_report(report, Path(args.json) if args.json else None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -164,7 +221,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_fusion_options(p)
     p.set_defaults(func=cmd_batch)
-    for sp in sub.choices.values():  # --debug also after the sub-command
+    p = sub.add_parser("harmonize", help="harmonise a masked region with the U-Net")
+    p.add_argument("image", help="the photo")
+    p.add_argument("mask", help="grayscale mask of the same size, white = region")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--backend", choices=BACKENDS, default="ort-fp32")
+    p.set_defaults(func=cmd_harmonize)
+
+    p = sub.add_parser("train", help="train the refiner U-Net (needs the train extra)")
+    p.add_argument("--data", required=True, help="folder of face photos (e.g. ../shared/"
+                   "faces/london)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint, best weights, ONNX")
+    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--size", type=int, default=256, help="training crop side")
+    p.add_argument("--batch", type=int, default=12)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="quality reports")
+    ev = p.add_subparsers(dest="report", metavar="REPORT", required=True)
+    q = ev.add_parser("harmonize", help="U-Net vs classical harmonisation on held-out faces")
+    q.add_argument("--data", required=True)
+    q.add_argument("--size", type=int, default=512)
+    q.add_argument("--backend", choices=BACKENDS, default="ort-fp32")
+    q.add_argument("--model", default=None, help="an .onnx file instead of the shipped one")
+    q.add_argument("--json", default=None)
+    q.set_defaults(func=cmd_eval_harmonize)
+    q = ev.add_parser("refine", help="full pipeline with the refiner on vs off")
+    q.add_argument("--data", required=True)
+    q.add_argument("--pairs", type=int, default=10)
+    q.add_argument("--backend", choices=BACKENDS, default="ort-fp32")
+    q.add_argument("--json", default=None)
+    q.set_defaults(func=cmd_eval_refine)
+
+    for sp in [*sub.choices.values(), *ev.choices.values()]:  # --debug after the command
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks on errors")
     return parser

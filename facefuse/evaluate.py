@@ -153,3 +153,118 @@ def write_report(report: dict, json_path: Path | None) -> None:
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2))
+
+
+# ------------------------------------------------------------ the face edge in a result
+
+
+def changed_region(result: np.ndarray, template: np.ndarray, threshold: float = 6.0
+                   ) -> np.ndarray:
+    """The largest connected area where the result differs from the template (bool)."""
+    diff = np.abs(result.astype(np.int16) - template.astype(np.int16)).max(axis=2)
+    changed = (diff > threshold).astype(np.uint8)
+    changed = cv2.morphologyEx(changed, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(changed)
+    if count <= 1:
+        return np.zeros(changed.shape, bool)
+    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    filled = (labels == biggest).astype(np.uint8)
+    contours, _ = cv2.findContours(filled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    return filled.astype(bool)
+
+
+def edge_colour_step(image: np.ndarray, region: np.ndarray, sectors: int = 24) -> float:
+    """Mean colour difference (CIE76 delta E) between thin bands just inside and just
+    outside the region's edge, compared sector by sector around the region's centre.
+
+    A visible seam is a step in colour across the edge; a natural photo has some step
+    there too (skin to hair, jaw to neck), so compare a result with its template."""
+    if region.sum() < 100:
+        return 0.0
+    ys, xs = np.nonzero(region)
+    size = max(xs.ptp(), ys.ptp())
+    width = max(2, int(size * 0.02))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+    hard = region.astype(np.uint8)
+    inner = (hard - cv2.erode(hard, kernel)).astype(bool)
+    outer = (cv2.dilate(hard, kernel) - hard).astype(bool)
+    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    cy, cx = ys.mean(), xs.mean()
+    gy, gx = np.mgrid[0:region.shape[0], 0:region.shape[1]]
+    sector = ((np.arctan2(gy - cy, gx - cx) + np.pi) / (2 * np.pi) * sectors).astype(int)
+    sector = np.minimum(sector, sectors - 1)
+    steps = []
+    for k in range(sectors):
+        a, b = inner & (sector == k), outer & (sector == k)
+        if a.sum() > 5 and b.sum() > 5:
+            steps.append(float(np.linalg.norm(lab[a].mean(axis=0) - lab[b].mean(axis=0))))
+    return float(np.mean(steps)) if steps else 0.0
+
+
+def edge_gradient(image: np.ndarray, region: np.ndarray) -> float:
+    """Mean colour-gradient magnitude on a thin ring along the region's edge."""
+    hard = region.astype(np.uint8)
+    k = np.ones((9, 9), np.uint8)
+    ring = (cv2.dilate(hard, k) - cv2.erode(hard, k)).astype(bool)
+    if not ring.any():
+        return 0.0
+    f = image.astype(np.float32)
+    gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3)
+    return float(np.sqrt(gx ** 2 + gy ** 2).sum(axis=2)[ring].mean())
+
+
+def refine_on_off_report(data_dir: Path, *, pairs: int = 10, backend: str = "ort-fp32",
+                         ratio: float = 1.0) -> dict:
+    """Full pipeline with the refiner on and off on held-out pairs (neutral A into smiling B):
+    the colour step and gradient across the face edge (minus the template's own), and how
+    far the face moved from the template inside the region."""
+    from .imageio import load_image
+    from .nn.data import find_photos, person_id, split_ids
+    from .pipeline import FaceFuser
+
+    photos = find_photos(data_dir)
+    _, val_ids = split_ids([person_id(p) for p in photos])
+    neutral = sorted(p for p in photos if person_id(p) in val_ids and "neutral" in p.parts)
+    smiling = sorted(p for p in photos if person_id(p) in val_ids and "smiling" in p.parts)
+    chosen = [(neutral[i], smiling[(i + 1) % len(smiling)])
+              for i in range(min(pairs, len(neutral)))]
+    rows = []
+    with FaceFuser() as engine:
+        for src_path, tpl_path in chosen:
+            src, tpl = load_image(src_path), load_image(tpl_path)
+            row = {"source": src_path.name, "template": tpl_path.name}
+            outputs = {}
+            for label, refine in (("off", False), ("on", True)):
+                outputs[label] = engine.fuse(src, tpl, ratio=ratio, refine=refine,
+                                             backend=backend).image
+            region = changed_region(outputs["off"], tpl)
+            base_step = edge_colour_step(tpl, region)
+            base_grad = edge_gradient(tpl, region)
+            for label, out in outputs.items():
+                row[f"seam_step_{label}"] = edge_colour_step(out, region) - base_step
+                row[f"seam_gradient_{label}"] = edge_gradient(out, region) - base_grad
+                row[f"outside_changed_{label}"] = float(np.abs(
+                    out[~region].astype(int) - tpl[~region]).mean())
+            rows.append(row)
+    keys = [k for k in rows[0] if k not in ("source", "template")]
+    means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    return {"data": str(data_dir), "pairs": rows, "mean": means, "ratio": ratio,
+            "backend": backend}
+
+
+def refine_on_off_table(report: dict) -> str:
+    m = report["mean"]
+    return "\n".join([
+        "| measure (mean over pairs) | refine off | refine on |",
+        "|---|---:|---:|",
+        f"| colour step across the face edge, minus the template's (delta E) | "
+        f"{m['seam_step_off']:.2f} | {m['seam_step_on']:.2f} |",
+        f"| gradient on the face edge, minus the template's | {m['seam_gradient_off']:.2f} | "
+        f"{m['seam_gradient_on']:.2f} |",
+        f"| mean change outside the face region (0..255) | {m['outside_changed_off']:.3f} | "
+        f"{m['outside_changed_on']:.3f} |",
+        "",
+        f"{len(report['pairs'])} held-out pairs, ratio {report['ratio']}, {report['backend']}",
+    ])

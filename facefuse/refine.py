@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .errors import BackendError, ParameterError
@@ -57,7 +58,25 @@ class Refiner:
             raise BackendError(f"could not load the U-Net model {path}: {exc}") from None
         self.path = path
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, work_side: int | None = None
+                 ) -> np.ndarray:
+        """Refined image (float 0..255). With `work_side`, larger inputs are refined at that
+        long side and the correction is upsampled: the network's change is a smooth colour
+        transform, so this keeps every detail of the input at a fraction of the cost."""
+        h, w = image.shape[:2]
+        if work_side and max(h, w) > work_side:
+            f = work_side / max(h, w)
+            size = (max(SIZE_MULTIPLE, round(w * f)), max(SIZE_MULTIPLE, round(h * f)))
+            small = cv2.resize(np.asarray(image, np.float32), size,
+                               interpolation=cv2.INTER_AREA)
+            small_mask = cv2.resize(np.asarray(mask, np.float32), size,
+                                    interpolation=cv2.INTER_AREA)
+            change = self._run(small, small_mask) - small
+            change = cv2.resize(change, (w, h), interpolation=cv2.INTER_LINEAR)
+            return np.clip(image + change, 0, 255)
+        return self._run(image, mask)
+
+    def _run(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
         ph = (-h) % SIZE_MULTIPLE
         pw = (-w) % SIZE_MULTIPLE
@@ -70,6 +89,32 @@ class Refiner:
         (y,) = self.session.run([OUTPUT], feeds)
         out = y[0].transpose(1, 2, 0)[:h, :w]
         return np.clip(out * 255.0, 0, 255)
+
+
+def harmonize(refiner: Refiner, image: np.ndarray, mask: np.ndarray, *,
+              margin: float = 0.25, work_side: int | None = 512) -> np.ndarray:
+    """Harmonise the region of `image` (uint8 RGB) where `mask` (0..1) is set.
+
+    The network runs on the region's bounding box plus a margin of context (the light
+    around the region is what it matches to); the rest of the image is returned untouched.
+    """
+    if mask.shape != image.shape[:2]:
+        raise ParameterError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                              f"{image.shape[1]}x{image.shape[0]}: they must match")
+    ys, xs = np.nonzero(mask > 0.02)
+    if len(xs) == 0:
+        raise ParameterError("the mask is empty: paint the region to harmonise in white")
+    h, w = mask.shape
+    bw, bh = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    x0 = max(0, int(xs.min() - margin * bw))
+    x1 = min(w, int(xs.max() + 1 + margin * bw))
+    y0 = max(0, int(ys.min() - margin * bh))
+    y1 = min(h, int(ys.max() + 1 + margin * bh))
+    region = image[y0:y1, x0:x1].astype(np.float32)
+    refined = refiner(region, mask[y0:y1, x0:x1], work_side=work_side)
+    out = image.copy()
+    out[y0:y1, x0:x1] = np.clip(refined + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def load_refiner(backend: str = "ort-fp32", models_dir: Path | None = None,
