@@ -191,6 +191,15 @@ def cmd_eval_refine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webui(args: argparse.Namespace) -> int:
+    try:
+        from .webui import launch
+    except ImportError as exc:
+        raise BackendError(f"the WebUI needs gradio: pip install -e . ({exc})") from None
+    launch(args.host, args.port, Path(args.outputs))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -221,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_fusion_options(p)
     p.set_defaults(func=cmd_batch)
+    p = sub.add_parser("webui", help="start the local WebUI (http://127.0.0.1:7860)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--outputs", default="outputs", help="folder for saved results")
+    p.set_defaults(func=cmd_webui)
+
     p = sub.add_parser("harmonize", help="harmonise a masked region with the U-Net")
     p.add_argument("image", help="the photo")
     p.add_argument("mask", help="grayscale mask of the same size, white = region")

@@ -140,7 +140,11 @@ def piecewise_affine(from_pts: np.ndarray, to_pts: np.ndarray, size: int,
     coords = np.arange(n, dtype=np.float64) * GRID_STEP
     gx, gy = np.meshgrid(coords, coords)
     grid = np.column_stack([gx.ravel(), gy.ravel()])
-    simplex = tri.find_simplex(grid)
+    # Nodes past the last pixel lie outside the triangulation; scipy's search is very slow
+    # for those (it falls back to a brute-force scan), and the warp is the identity there.
+    simplex = np.full(len(grid), -1, dtype=np.int64)
+    within = (grid <= size - 1).all(axis=1)
+    simplex[within] = tri.find_simplex(grid[within])
     outside = simplex < 0
     simplex[outside] = 0
     trans = tri.transform[simplex]

@@ -102,8 +102,12 @@ class FaceFuser:
         return PreparedSource(image=image, face=face, aligned=aligned)
 
     def fuse(self, source: ImageSource | PreparedSource, template: ImageSource,
-             params: FusionParams | None = None, **overrides: Any) -> FusionResult:
-        """Fuse the source face into the template (see FusionParams for every knob)."""
+             params: FusionParams | None = None, *, template_faces: list[Face] | None = None,
+             **overrides: Any) -> FusionResult:
+        """Fuse the source face into the template (see FusionParams for every knob).
+
+        `template_faces`, when the caller already analysed this template (the WebUI does,
+        to number the faces), skips analysing it again."""
         params = (params or FusionParams()).with_overrides(**overrides)
         timings = Timings()
         if isinstance(source, PreparedSource):
@@ -117,8 +121,8 @@ class FaceFuser:
         with timings.stage("load"):
             image = load_image(template, name="template")
         with timings.stage("analyse"):
-            faces = self.analyzer.detect(image, params.det_threshold,
-                                         thorough=params.template_face != 0)
+            faces = template_faces if template_faces is not None else self.analyzer.detect(
+                image, params.det_threshold, thorough=params.template_face != 0)
             if params.template_face == "all":
                 pick_face(faces, 0, "template", params.det_threshold)
                 targets = faces
@@ -127,15 +131,16 @@ class FaceFuser:
                                      params.det_threshold)]
         out = image
         for face in targets:
-            out = self._fuse_into(prepared, out, face, params, timings)
+            out = self.fuse_face(prepared, out, face, params, timings)
         with timings.stage("finish"):
             out = finish.resize_output(out, params.resolution)
         return FusionResult(image=out, source_face=prepared.face, template_faces=targets,
                             timings=timings, params=params)
 
-    def _fuse_into(self, src: PreparedSource, image: np.ndarray, face: Face,
+    def fuse_face(self, src: PreparedSource, image: np.ndarray, face: Face,
                    params: FusionParams, timings: Timings) -> np.ndarray:
-        """One template face: every stage from align to finish."""
+        """Fuse into one already-analysed face of `image`: every stage from align to finish
+        (the camera path calls this per frame with a tracked face)."""
         size = params.crop_size
         with timings.stage("align"):
             tpl = align_face(image, face, size)

@@ -1,0 +1,239 @@
+"""The WebUI as people and programs use it: a real server on 127.0.0.1, the gradio_client
+API, and Debian's Chromium driven by Playwright (skipped with a reason where absent)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync",
+                  "--disable-default-apps", "--disable-extensions"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, astronaut, astronaut_template) -> dict[str, Path]:
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("webui-photos")
+    paths = {"source": folder / "source.png", "template": folder / "template.png",
+             "noface": folder / "coffee.png"}
+    Image.fromarray(astronaut).save(paths["source"])
+    Image.fromarray(astronaut_template).save(paths["template"])
+    Image.fromarray(data.coffee()).save(paths["noface"])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, engine):
+    from facefuse.webui import create_app, launch_kwargs
+
+    outputs = tmp_path_factory.mktemp("webui-outputs")
+    app, demo = create_app(outputs, engine)
+    port = free_port()
+    kwargs = launch_kwargs("127.0.0.1", port)
+    kwargs["quiet"] = True
+    demo.launch(prevent_thread_lock=True, **kwargs)
+    yield {"url": f"http://127.0.0.1:{port}/", "outputs": outputs, "app": app}
+    demo.close()
+
+
+def test_binds_to_loopback_with_analytics_off(server):
+    import os
+
+    assert server["url"].startswith("http://127.0.0.1:")
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+
+
+def test_api_fuse_by_name_with_defaults(server, photos, astronaut_template):
+    from gradio_client import Client, handle_file
+
+    client = Client(server["url"], verbose=False)
+    out = client.predict(source=handle_file(str(photos["source"])),
+                         template=handle_file(str(photos["template"])), api_name="/fuse")
+    image = np.asarray(Image.open(out).convert("RGB"))
+    assert image.shape == astronaut_template.shape
+    assert np.abs(image.astype(int) - astronaut_template).mean() > 0.5  # the face changed
+    lowered = client.predict(source=handle_file(str(photos["source"])),
+                             template=handle_file(str(photos["template"])), ratio=0.0,
+                             smoothing=0.0, api_name="/fuse")
+    unchanged = np.asarray(Image.open(lowered).convert("RGB"))
+    assert np.array_equal(unchanged, astronaut_template)
+
+
+def test_api_error_is_a_clear_message(server, photos):
+    from gradio_client import Client, handle_file
+
+    client = Client(server["url"], verbose=False)
+    with pytest.raises(Exception, match="no face found in the template"):
+        client.predict(source=handle_file(str(photos["source"])),
+                       template=handle_file(str(photos["noface"])), api_name="/fuse")
+
+
+def test_twenty_concurrent_requests_all_complete(server, photos):
+    from gradio_client import Client, handle_file
+
+    def call(i: int) -> tuple[int, str]:
+        client = Client(server["url"], verbose=False)
+        return i, client.predict(source=handle_file(str(photos["source"])),
+                                 template=handle_file(str(photos["template"])),
+                                 ratio=0.3 + 0.02 * i, refine=False, api_name="/fuse")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(call, range(20)))
+    assert sorted(i for i, _ in results) == list(range(20))
+    assert all(Path(path).exists() for _, path in results)
+    print(f"20 concurrent /fuse calls in {time.perf_counter() - started:.1f} s")
+
+
+def test_full_fuse_saves_under_outputs_with_a_sidecar(server, photos, astronaut,
+                                                      astronaut_template):
+    app = server["app"]
+    values = [f.default for f in app.specs]
+    values[app.names.index("template_face")] = "0"
+    out = app.fuse_full(astronaut, astronaut_template, [], *values)
+    image, compare, path, history, _, msg = out
+    assert image.shape == astronaut_template.shape and "saved" in msg
+    saved = Path(path)
+    assert saved.parent == server["outputs"].resolve()
+    sidecar = json.loads(saved.with_suffix(".json").read_text())
+    assert sidecar["params"]["ratio"] == 0.5 and sidecar["facefuse"]
+    assert len(history) == 1
+
+
+def test_bad_upload_gives_a_message_and_the_server_keeps_serving(server, photos, astronaut):
+    app = server["app"]
+    values = [f.default for f in app.specs]
+    values[app.names.index("template_face")] = "0"
+    _, _, _, _, _, msg = app.fuse_full(astronaut, np.zeros((20, 20, 3), np.uint8), [],
+                                       *values)
+    assert "too small" in msg
+    import urllib.request
+
+    assert urllib.request.urlopen(server["url"], timeout=10).status == 200
+
+
+needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not "
+                                   "installed (.ci/run installs it with apt-get)")
+
+
+def _watch_requests(page, base: str, seen: list[str]) -> None:
+    """Record every request the page makes to anywhere but this server."""
+    page.on("request", lambda r: seen.append(r.url)
+            if not r.url.startswith((base, "data:", "blob:")) else None)
+
+
+@needs_browser
+def test_album_tab_in_a_real_browser(server, photos):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    base = server["url"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        external: list[str] = []
+        _watch_requests(page, base.rstrip("/"), external)
+        page.goto(base, wait_until="load")
+        page.locator("#source input[type=file]").set_input_files(str(photos["source"]))
+        page.locator("#template input[type=file]").set_input_files(str(photos["template"]))
+        expect(page.locator("#face-msg")).to_contain_text("1 face", timeout=60_000)
+        preview = page.locator("#preview img")
+        expect(preview).to_be_visible(timeout=60_000)
+        first = preview.get_attribute("src")
+        # Move the ratio slider: the preview must change.
+        slider = page.locator("#param-ratio input[type=range]")
+        slider.fill("1")
+        slider.dispatch_event("pointerup")
+        slider.dispatch_event("change")
+        expect(preview).not_to_have_attribute("src", first, timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "album-preview.png"), full_page=True)
+        page.locator("#fuse-btn").click()
+        expect(page.locator("#result-msg")).to_contain_text("saved", timeout=120_000)
+        expect(page.locator("#result img")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "album-result.png"), full_page=True)
+        # A photo without a face, in a fresh page: a message, no crash.
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        _watch_requests(page, base.rstrip("/"), external)
+        page.goto(base, wait_until="load")
+        page.locator("#source input[type=file]").set_input_files(str(photos["source"]))
+        page.locator("#template input[type=file]").set_input_files(str(photos["noface"]))
+        expect(page.locator("#face-msg")).to_contain_text("no face", timeout=60_000)
+        page.locator("#fuse-btn").click()
+        expect(page.locator("#result-msg")).to_contain_text("no face found", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "album-noface.png"), full_page=False)
+        browser.close()
+    saved = sorted(server["outputs"].glob("facefuse-*.jpg"))
+    assert saved and saved[-1].with_suffix(".json").exists()
+    assert external == [], f"the page fetched from outside the machine: {external}"
+
+
+@needs_browser
+def test_camera_tab_with_a_fake_camera(server, photos, tmp_path, astronaut):
+    """Chromium's fake camera plays a face video made from a real photo; fused frames come
+    back from the server with their timing."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from facefuse.stream import make_face_video, video_to_y4m
+
+    video = make_face_video(astronaut, tmp_path / "face.mp4", frames=30)
+    y4m = video_to_y4m(video, tmp_path / "face.y4m")
+    flags = [*CHROMIUM_FLAGS, "--use-fake-device-for-media-stream",
+             "--use-fake-ui-for-media-stream", f"--use-file-for-fake-video-capture={y4m}"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=flags)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                      permissions=["camera"])
+        page = context.new_page()
+        page.goto(server["url"], wait_until="load")
+        page.locator("#source input[type=file]").set_input_files(str(photos["source"]))
+        page.get_by_role("tab", name="Live").click()
+        page.locator("#webcam [title='grant webcam access'] button").click()
+        page.locator("#webcam button[aria-label='capture photo']").click()
+        expect(page.locator("#live-out img")).to_be_visible(timeout=60_000)
+        expect(page.locator("#live-msg")).to_contain_text("ms", timeout=60_000)
+        first = page.locator("#live-out img").get_attribute("src")
+        expect(page.locator("#live-out img")).not_to_have_attribute("src", first,
+                                                                  timeout=60_000)
+        assert "no face" not in page.locator("#live-msg").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "live.png"))
+        context.close()
+        browser.close()
+
+
+@needs_browser
+def test_batch_tab_screenshot(server, photos):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server["url"], wait_until="load")
+        page.get_by_role("tab", name="Batch").click()
+        page.locator("#batch-source input[type=file]").set_input_files(str(photos["source"]))
+        page.locator("#batch-files input[type=file]").set_input_files(
+            [str(photos["template"]), str(photos["noface"])])
+        page.locator("#batch-btn").click()
+        expect(page.locator("#batch-msg")).to_contain_text("1 / 2", timeout=120_000)
+        expect(page.locator("#batch-msg")).to_contain_text("no face")
+        page.screenshot(path=str(ARTIFACTS / "batch.png"))
+        browser.close()
