@@ -13,6 +13,7 @@ remap field: a few milliseconds at 512 px, with no Python loop over triangles.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -113,6 +114,25 @@ def anchor_points(shape: np.ndarray, size: int) -> np.ndarray:
     return np.vstack([ring, border]).astype(np.float64)
 
 
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (x, y) of a size x size crop (read-only; shared by every call)."""
+    gx, gy = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32))
+    gx.flags.writeable = False
+    gy.flags.writeable = False
+    return gx, gy
+
+
+@functools.lru_cache(maxsize=8)
+def _node_lookup(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel, its position in grid-node units (for bilinear upsampling)."""
+    gx, gy = _pixel_grid(size)
+    px, py = gx / GRID_STEP, gy / GRID_STEP
+    px.flags.writeable = False
+    py.flags.writeable = False
+    return px, py
+
+
 @dataclass(frozen=True)
 class WarpField:
     """Backward map for cv2.remap: output pixel (y, x) samples input (map_y, map_x)."""
@@ -125,42 +145,63 @@ class WarpField:
 
     def displacement(self) -> np.ndarray:
         """Per-pixel length of the move, to find where the warp changed anything."""
-        h, w = self.map_x.shape
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        gx, gy = _pixel_grid(self.map_x.shape[0])
         return np.hypot(self.map_x - gx, self.map_y - gy)
+
+
+@dataclass(frozen=True)
+class MeshPlan:
+    """Where each grid node of the crop falls in the triangulated target shape.
+
+    Built once per target shape; every image warped onto that shape (source and template)
+    reuses it, so the triangle search is paid once."""
+
+    size: int
+    vertices: np.ndarray  # (nodes, 3) vertex indices of the enclosing triangle
+    weights: np.ndarray  # (nodes, 3) barycentric weights
+    outside: np.ndarray  # (nodes,) nodes outside the triangulation: identity
+    grid: np.ndarray  # (nodes, 2) node coordinates
+
+    @classmethod
+    def build(cls, to_pts: np.ndarray, anchors: np.ndarray, size: int) -> MeshPlan:
+        dst = np.vstack([to_pts[:, :2], anchors])
+        tri = Delaunay(dst)
+        n = size // GRID_STEP + 1
+        coords = np.arange(n, dtype=np.float64) * GRID_STEP
+        gx, gy = np.meshgrid(coords, coords)
+        grid = np.column_stack([gx.ravel(), gy.ravel()])
+        # (Nodes past the last pixel lie outside the triangulation, where scipy's search
+        # falls back to a slow brute-force scan: they are never searched.)
+        # Only nodes near the face can move: beyond the anchor ring every triangle is made
+        # of anchors, which stay put, so the search is limited to the ring's box (+10%).
+        ring = anchors[:len(_OVAL)]
+        lo, hi = ring.min(axis=0), ring.max(axis=0)
+        margin = 0.1 * (hi - lo)
+        simplex = np.full(len(grid), -1, dtype=np.int64)
+        within = ((grid <= size - 1).all(axis=1) & (grid >= lo - margin).all(axis=1)
+                  & (grid <= hi + margin).all(axis=1))
+        simplex[within] = tri.find_simplex(grid[within])
+        outside = simplex < 0
+        simplex[outside] = 0
+        trans = tri.transform[simplex]
+        b = np.einsum("nij,nj->ni", trans[:, :2], grid - trans[:, 2])
+        weights = np.column_stack([b, 1.0 - b.sum(axis=1)])
+        return cls(size, tri.simplices[simplex], weights, outside, grid)
+
+    def field(self, from_pts: np.ndarray, anchors: np.ndarray) -> WarpField:
+        """The field that moves `from_pts` onto this plan's target shape."""
+        src = np.vstack([from_pts[:, :2], anchors])
+        mapped = np.einsum("ni,nij->nj", self.weights, src[self.vertices])
+        mapped[self.outside] = self.grid[self.outside]
+        n = self.size // GRID_STEP + 1
+        px, py = _node_lookup(self.size)
+        maps = [cv2.remap(mapped[:, k].reshape(n, n).astype(np.float32), px, py,
+                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                for k in (0, 1)]
+        return WarpField(maps[0], maps[1])
 
 
 def piecewise_affine(from_pts: np.ndarray, to_pts: np.ndarray, size: int,
                      anchors: np.ndarray) -> WarpField:
     """The field that moves `from_pts` onto `to_pts` (anchors stay put) over a size x size crop."""
-    dst = np.vstack([to_pts[:, :2], anchors])
-    src = np.vstack([from_pts[:, :2], anchors])
-    tri = Delaunay(dst)
-    n = size // GRID_STEP + 1
-    coords = np.arange(n, dtype=np.float64) * GRID_STEP
-    gx, gy = np.meshgrid(coords, coords)
-    grid = np.column_stack([gx.ravel(), gy.ravel()])
-    # Nodes past the last pixel lie outside the triangulation; scipy's search is very slow
-    # for those (it falls back to a brute-force scan), and the warp is the identity there.
-    simplex = np.full(len(grid), -1, dtype=np.int64)
-    within = (grid <= size - 1).all(axis=1)
-    simplex[within] = tri.find_simplex(grid[within])
-    outside = simplex < 0
-    simplex[outside] = 0
-    trans = tri.transform[simplex]
-    b = np.einsum("nij,nj->ni", trans[:, :2], grid - trans[:, 2])
-    bary = np.column_stack([b, 1.0 - b.sum(axis=1)])
-    mapped = np.einsum("ni,nij->nj", bary, src[tri.simplices[simplex]])
-    mapped[outside] = grid[outside]
-    coarse_x = mapped[:, 0].reshape(n, n).astype(np.float32)
-    coarse_y = mapped[:, 1].reshape(n, n).astype(np.float32)
-    return WarpField(_upsample_nodes(coarse_x, size), _upsample_nodes(coarse_y, size))
-
-
-def _upsample_nodes(coarse: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear upsampling of values known at pixels 0, s, 2s, ... to every pixel."""
-    n = coarse.shape[0]
-    pos = np.arange(size, dtype=np.float32) / GRID_STEP
-    px, py = np.meshgrid(pos, pos)
-    return cv2.remap(coarse, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-                     )[:size, :size] if n > 1 else np.full((size, size), coarse[0, 0])
+    return MeshPlan.build(to_pts, anchors, size).field(from_pts, anchors)

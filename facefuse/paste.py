@@ -80,11 +80,12 @@ def paste_back(template: np.ndarray, aligned: AlignedFace, field: WarpField,
     gx, gy = np.meshgrid(np.arange(roi.x0, roi.x1, dtype=np.float32),
                          np.arange(roi.y0, roi.y1, dtype=np.float32))
     # Geometry: the crop-space backward map, read at each ROI pixel and expressed in image
-    # coordinates; where the crop does not reach, the identity.
-    # Pixels whose bilinear footprint leaves the crop would mix in the zero border.
-    valid = crop_to_roi(np.ones(field.map_x.shape, np.float32), aligned, roi) > 0.999
-    mx = crop_to_roi(field.map_x, aligned, roi)
-    my = crop_to_roi(field.map_y, aligned, roi)
+    # coordinates; where the crop does not reach, the identity. (Map and a "valid" plane go
+    # through one resampling; pixels whose footprint leaves the crop are not valid.)
+    ones = np.ones(field.map_x.shape, np.float32)
+    planes = crop_to_roi(cv2.merge([field.map_x, field.map_y, ones]), aligned, roi)
+    mx, my = planes[..., 0], planes[..., 1]
+    valid = planes[..., 2] > 0.999
     inv = aligned.to_image
     ix = inv[0, 0] * mx + inv[0, 1] * my + inv[0, 2]
     iy = inv[1, 0] * mx + inv[1, 1] * my + inv[1, 2]
@@ -94,10 +95,10 @@ def paste_back(template: np.ndarray, aligned: AlignedFace, field: WarpField,
                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     still = (np.abs(ix - gx) < 1e-3) & (np.abs(iy - gy) < 1e-3)
     warped[still] = template[roi.slices][still]
-    change = crop_to_roi(delta.astype(np.float32), aligned, roi)
-    result = np.clip(warped.astype(np.float32) + change + 0.5, 0, 255).astype(np.uint8)
+    change = crop_to_roi(np.dstack([delta, region]).astype(np.float32), aligned, roi)
+    result = np.clip(warped + change[..., :3] + 0.5, 0, 255).astype(np.uint8)
     if poisson:
-        result = _poisson(result, warped, crop_to_roi(region.astype(np.float32), aligned, roi))
+        result = _poisson(result, warped, change[..., 3])
     out[roi.slices] = result
     return out, roi
 

@@ -151,12 +151,12 @@ class FaceFuser:
                 shape = geometry.fuse_shape(src.aligned.landmarks, tpl.landmarks,
                                             params.shape_ratio)
             anchors = geometry.anchor_points(shape, size)
-            tpl_field = geometry.piecewise_affine(tpl.landmarks, shape, size, anchors)
+            plan = geometry.MeshPlan.build(shape, anchors, size)
+            tpl_field = plan.field(tpl.landmarks, anchors)
             tpl_warped = tpl_field.apply(tpl.crop).astype(np.float32)
             if params.ratio > 0:
-                src_field = geometry.piecewise_affine(src.aligned.landmarks, shape, size,
-                                                      anchors)
-                src_warped = src_field.apply(src.aligned.crop)
+                src_warped = plan.field(src.aligned.landmarks, anchors).apply(
+                    src.aligned.crop)
         with timings.stage("texture"):
             region = texture.Region(params.region_scale, params.region_rotation,
                                     params.region_offset_x, params.region_offset_y)
