@@ -236,6 +236,41 @@ def cmd_eval_landmarks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from . import bench
+    from .imageio import load_image
+
+    data = Path(args.data) if args.data else None
+    if data is not None and (data / "neutral").is_dir():
+        ids = sorted(p.stem.split("_")[0] for p in (data / "smiling").glob("*.jpg"))[:args.pairs]
+        pairs = [(data / "neutral" / f"{ids[(i + 1) % len(ids)]}_03.jpg",
+                  data / "smiling" / f"{ids[i]}_08.jpg") for i in range(len(ids))]
+    else:
+        raise ParameterError("--data must be the London set layout (neutral/, smiling/)")
+    source, template = load_image(pairs[0][0]), load_image(pairs[0][1])
+    report: dict = {"machine": bench.machine()}
+    parts = args.only.split(",") if args.only else ["album", "live", "preview", "refiner"]
+    if "refiner" in parts:
+        report["refiner"] = bench.bench_refiner(list(BACKENDS), [320, 512])
+    if "preview" in parts:
+        report["preview"] = bench.bench_preview(source, template)
+    if "live" in parts:
+        report["live"] = [bench.bench_live(template, source, refine=False)]
+        for backend in BACKENDS:
+            from .refine import model_path
+
+            if model_path(backend).exists():
+                report["live"].append(bench.bench_live(template, source, backend=backend))
+    if "album" in parts:
+        report["album"] = bench.bench_album(pairs)
+    print(bench.markdown(report))
+    if args.json:
+        Path(args.json).write_text(_json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_webui(args: argparse.Namespace) -> int:
     try:
         from .webui import launch
@@ -281,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--outputs", default="outputs", help="folder for saved results")
     p.set_defaults(func=cmd_webui)
+
+    p = sub.add_parser("bench", help="measure speed (ratios against baselines, same run)")
+    p.add_argument("--data", required=True, help="the London set (1350 px photos)")
+    p.add_argument("--pairs", type=int, default=8)
+    p.add_argument("--only", default=None, help="comma list of album,live,preview,refiner")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("harmonize", help="harmonise a masked region with the U-Net")
     p.add_argument("image", help="the photo")

@@ -60,8 +60,7 @@ class Judge:
         self.encoder = dlib.face_recognition_model_v1(
             str(models / "dlib_face_recognition_resnet_model_v1.dat"))
 
-    def face(self, rgb: np.ndarray) -> JudgedFace | None:
-        """The most confident face dlib finds (HOG, on a copy of at most 800 px), or None."""
+    def _best_rect(self, rgb: np.ndarray):
         h, w = rgb.shape[:2]
         f = min(1.0, 800 / max(h, w))
         small = rgb if f == 1 else cv2.resize(rgb, (round(w * f), round(h * f)),
@@ -70,8 +69,22 @@ class Judge:
         if not rects:
             return None
         r = rects[int(np.argmax(scores))]
-        rect = self._dlib.rectangle(int(r.left() / f), int(r.top() / f), int(r.right() / f),
+        return self._dlib.rectangle(int(r.left() / f), int(r.top() / f), int(r.right() / f),
                                     int(r.bottom() / f))
+
+    def face_landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
+        """68 landmarks of the most confident face, or None (no descriptor: faster)."""
+        rect = self._best_rect(rgb)
+        if rect is None:
+            return None
+        shape = self.shape(np.ascontiguousarray(rgb), rect)
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+    def face(self, rgb: np.ndarray) -> JudgedFace | None:
+        """The most confident face dlib finds (HOG, on a copy of at most 800 px), or None."""
+        rect = self._best_rect(rgb)
+        if rect is None:
+            return None
         shape = self.shape(np.ascontiguousarray(rgb), rect)
         pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
         desc = np.array(self.encoder.compute_face_descriptor(np.ascontiguousarray(rgb), shape))

@@ -87,6 +87,11 @@ class FaceFuser:
                 self._refiners[backend] = load_refiner(backend, threads=self._threads)
             return self._refiners[backend]
 
+    def set_refiner(self, backend: str, refiner: Refiner) -> None:
+        """Use `refiner` for `backend` (calibration capture, a model being evaluated)."""
+        with self._lock:
+            self._refiners[backend] = refiner
+
     def prepare_source(self, source: ImageSource | np.ndarray, params: FusionParams,
                        timings: Timings | None = None) -> PreparedSource:
         """Load, analyse and align the source face once."""

@@ -1,6 +1,8 @@
 """Training data for the refiner: self-supervised composites from real face photos.
 
-From a real aligned face X we perturb the colour and light of the face region (LAB shifts,
+From a real aligned face X (itself first recoloured and relit as a whole, most of the time,
+so targets are not all studio photos) we perturb the colour and light of the face region (LAB
+shifts,
 gamma, white balance, contrast, saturation, directional shading, and a phone-ISP simulation:
 gamma + Gaussian blur + noise + JPEG), misalign it by a pixel or two and jitter and feather
 the mask. The composite puts that face back onto X's own surroundings; the target is X. The
@@ -171,6 +173,11 @@ def make_composite(crop: np.ndarray, mask: np.ndarray, size: int, rng: np.random
     """(composite, mask, target): float32 HxWx3 / HxW / HxWx3 in 0..1."""
     img, msk = random_view(crop, mask, size, rng)
     target = img.astype(np.float32) / 255.0
+    if rng.random() < 0.85:
+        # The whole photo first gets other light and another camera, so the target is not
+        # always a studio photo: the network must match the face to *its* surroundings,
+        # not to the look of the training set.
+        target = perturb_colour(target, rng)
     m = jitter_mask(msk.astype(np.float32) / 255.0, rng)
     fg = perturb_colour(target, rng)
     if rng.random() < 0.5:  # misalignment of a pixel or two, as a warp would leave

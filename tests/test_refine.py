@@ -1,0 +1,144 @@
+"""The shipped U-Net: loads without torch, has the declared interface, runs at both sizes,
+is deterministic, and makes a perturbed real face closer to the truth."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from facefuse import BackendError, ParameterError
+from facefuse.refine import (
+    INPUT_IMAGE,
+    INPUT_MASK,
+    MODEL_FILES,
+    OUTPUT,
+    Refiner,
+    harmonize,
+    load_refiner,
+    model_path,
+)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0 ** 2 / max(np.mean((a.astype(float) - b) ** 2), 1e-9)))
+
+
+@pytest.fixture(scope="module")
+def refiner() -> Refiner:
+    return load_refiner("ort-fp32")
+
+
+@pytest.mark.parametrize("backend", sorted(MODEL_FILES))
+def test_shipped_models_exist_and_are_small(backend):
+    path = model_path(backend)
+    assert path.exists(), f"{path} is not shipped"
+    assert path.stat().st_size < (1_500_000 if backend == "ort-int8" else 4_000_000)
+
+
+def test_interface_is_as_declared(refiner):
+    inputs = {i.name: i for i in refiner.session.get_inputs()}
+    outputs = {o.name: o for o in refiner.session.get_outputs()}
+    assert set(inputs) == {INPUT_IMAGE, INPUT_MASK} and set(outputs) == {OUTPUT}
+    assert inputs[INPUT_IMAGE].shape[:2] == [1, 3]
+    assert inputs[INPUT_MASK].shape[:2] == [1, 1]
+    assert all(isinstance(d, str) for d in inputs[INPUT_IMAGE].shape[2:])  # dynamic H, W
+
+
+def test_inference_needs_no_torch():
+    """A whole fusion with the refiner in a fresh process never imports torch."""
+    import subprocess
+
+    code = ("import sys, numpy as np; from skimage import data; import facefuse; "
+            "img = data.astronaut(); r = facefuse.fuse(img, img[:, ::-1].copy(), ratio=1.0); "
+            "assert r.image.shape == img.shape; print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("size", [320, 512, 300])
+def test_runs_at_every_size_and_leaves_the_outside_alone(refiner, astronaut, size):
+    import cv2
+
+    image = cv2.resize(astronaut, (size, size)).astype(np.float32)
+    mask = np.zeros((size, size), np.float32)
+    mask[size // 4:3 * size // 4, size // 3:2 * size // 3] = 1.0
+    out = refiner(image, mask)
+    assert out.shape == image.shape and out.dtype == np.float32
+    assert np.abs(out[mask == 0] - image[mask == 0]).max() < 1.0  # outside: untouched
+    assert np.array_equal(out, refiner(image, mask))  # deterministic
+
+
+def _perturbed(face: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A recoloured, relit face region on its own surroundings."""
+    f = face.astype(np.float32) / 255.0
+    changed = np.clip(np.power(f, 1.25) * np.array([1.12, 0.95, 0.85]) + 0.04, 0, 1)
+    return (f * (1 - mask[..., None]) + changed * mask[..., None]) * 255.0
+
+
+def test_improves_a_perturbed_real_face(refiner, engine, astronaut):
+    from facefuse.align import align_face
+    from facefuse.texture import face_mask
+
+    face = engine.analyzer.detect(astronaut)[0]
+    aligned = align_face(astronaut, face, 320)
+    mask = face_mask(aligned.landmarks, 320)
+    target = aligned.crop.astype(np.float32)
+    composite = _perturbed(aligned.crop, mask)
+    refined = refiner(composite, mask)
+    before, after = psnr(composite, target), psnr(refined, target)
+    print(f"astronaut: composite {before:.2f} dB -> refined {after:.2f} dB")
+    assert after > before + 3.0
+
+
+def test_improves_held_out_london_faces(refiner, engine, london):
+    from facefuse.align import align_face
+    from facefuse.imageio import load_image
+    from facefuse.nn.data import person_id, split_ids
+    from facefuse.texture import face_mask
+
+    photos = sorted((london / "neutral").glob("*.jpg"))
+    _, held_out = split_ids([person_id(p) for p in photos])
+    gains = []
+    for photo in [p for p in photos if person_id(p) in held_out][:4]:
+        image = load_image(photo)
+        aligned = align_face(image, engine.analyzer.detect(image)[0], 512)
+        mask = face_mask(aligned.landmarks, 512)
+        composite = _perturbed(aligned.crop, mask)
+        target = aligned.crop.astype(np.float32)
+        gains.append(psnr(refiner(composite, mask), target) - psnr(composite, target))
+    print("held-out PSNR gains (dB):", np.round(gains, 2))
+    assert min(gains) > 2.0
+
+
+def test_harmonize_cli_and_errors(tmp_path, astronaut):
+    from PIL import Image
+
+    from facefuse.cli import main
+    from facefuse.imageio import has_provenance_tag
+
+    Image.fromarray(astronaut).save(tmp_path / "photo.png")
+    mask = np.zeros(astronaut.shape[:2], np.uint8)
+    mask[80:180, 170:290] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert main(["harmonize", str(tmp_path / "photo.png"), str(tmp_path / "mask.png"),
+                 "-o", str(tmp_path / "out.png")]) == 0
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert out.shape == astronaut.shape and has_provenance_tag(tmp_path / "out.png")
+    far = np.ones(mask.shape, bool)
+    far[40:220, 130:330] = False
+    assert np.array_equal(out[far], astronaut[far])
+    Image.fromarray(np.zeros((100, 100), np.uint8)).save(tmp_path / "small.png")
+    assert main(["harmonize", str(tmp_path / "photo.png"), str(tmp_path / "small.png"),
+                 "-o", str(tmp_path / "bad.png")]) == 2
+    assert not (tmp_path / "bad.png").exists()
+    with pytest.raises(ParameterError, match="empty"):
+        harmonize(load_refiner(), astronaut, np.zeros(mask.shape, np.float32))
+
+
+def test_missing_model_is_a_backend_error(tmp_path):
+    with pytest.raises(BackendError, match="--no-refine"):
+        Refiner(tmp_path / "nothing.onnx")
