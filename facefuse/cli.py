@@ -271,6 +271,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx_files
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = sorted(set(formats) - {"onnx", "int8"})
+    if unknown:
+        raise ParameterError(f"unknown format(s) {', '.join(unknown)}: this version exports "
+                             "onnx and int8 (LiteRT and Core ML are not built yet)")
+    result = export_onnx_files(Path(args.output), formats,
+                               Path(args.data) if args.data else None, args.calibration)
+    for kind, name in result["files"].items():
+        print(f"{kind}: {Path(args.output) / name}")
+    if "int8_vs_fp32_held_out" in result["metrics"]:
+        m = result["metrics"]["int8_vs_fp32_held_out"]
+        print(f"INT8 vs FP32 on held-out faces: face-region PSNR {m['face_psnr_db_mean']:.1f} dB "
+              f"(worst {m['face_psnr_db_min']:.1f} dB)")
+    print(f"manifest: {Path(args.output) / 'manifest.json'}")
+    return 0
+
+
 def cmd_webui(args: argparse.Namespace) -> int:
     try:
         from .webui import launch
@@ -323,6 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="comma list of album,live,preview,refiner")
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("export", help="export the refiner for apps (ONNX FP32 / INT8)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--formats", default="onnx,int8")
+    p.add_argument("--data", default=None, help="real faces for INT8 calibration")
+    p.add_argument("--calibration", type=int, default=200, help="calibration crops")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("harmonize", help="harmonise a masked region with the U-Net")
     p.add_argument("image", help="the photo")

@@ -16,7 +16,8 @@ import numpy as np
 from .align import AlignedFace
 from .geometry import WarpField
 
-CHANGE_EPS = 0.02
+CHANGE_EPS = 0.02  # px: a smaller move of the geometry counts as none
+REGION_EPS = 0.002  # the face region's feather ends here: no change beyond it
 
 
 @dataclass(frozen=True)
@@ -68,33 +69,31 @@ def paste_back(template: np.ndarray, aligned: AlignedFace, field: WarpField,
                ) -> tuple[np.ndarray, Roi | None]:
     """Template with the geometry applied and `delta` (crop space, float) added.
 
-    `region` (crop space, 0..1) is where the face changed; it bounds the work and, with
-    `poisson`, is the clone mask. Returns the new image and the ROI that changed.
+    `region` (crop space, 0..1) is where the face may have changed (`delta` is zero outside
+    it); with the geometry's moves it bounds the work, and with `poisson` it is the clone
+    mask. Returns the new image and the ROI that changed.
     """
-    moved = field.displacement() > CHANGE_EPS
-    changed = moved | (np.abs(delta).max(axis=2) > 0.5) | (region > CHANGE_EPS)
+    changed = (field.displacement() > CHANGE_EPS) | (region > REGION_EPS)
     roi = changed_roi(aligned, changed, template.shape)
     out = template.copy()
     if roi is None:
         return out, None
-    gx, gy = np.meshgrid(np.arange(roi.x0, roi.x1, dtype=np.float32),
-                         np.arange(roi.y0, roi.y1, dtype=np.float32))
     # Geometry: the crop-space backward map, read at each ROI pixel and expressed in image
     # coordinates; where the crop does not reach, the identity. (Map and a "valid" plane go
-    # through one resampling; pixels whose footprint leaves the crop are not valid.)
+    # through one resampling; pixels whose footprint leaves the crop are not valid.) Where
+    # the map is the identity, remap reproduces the template's pixels exactly: its
+    # fixed-point weights round the float error of the round trip to zero.
     ones = np.ones(field.map_x.shape, np.float32)
     planes = crop_to_roi(cv2.merge([field.map_x, field.map_y, ones]), aligned, roi)
-    mx, my = planes[..., 0], planes[..., 1]
+    image_xy = cv2.transform(np.ascontiguousarray(planes[..., :2]),
+                             aligned.to_image.astype(np.float32))
     valid = planes[..., 2] > 0.999
-    inv = aligned.to_image
-    ix = inv[0, 0] * mx + inv[0, 1] * my + inv[0, 2]
-    iy = inv[1, 0] * mx + inv[1, 1] * my + inv[1, 2]
-    ix = np.where(valid, ix, gx)
-    iy = np.where(valid, iy, gy)
-    warped = cv2.remap(template, ix.astype(np.float32), iy.astype(np.float32),
-                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    still = (np.abs(ix - gx) < 1e-3) & (np.abs(iy - gy) < 1e-3)
-    warped[still] = template[roi.slices][still]
+    if not valid.all():
+        gx, gy = np.meshgrid(np.arange(roi.x0, roi.x1, dtype=np.float32),
+                             np.arange(roi.y0, roi.y1, dtype=np.float32))
+        image_xy[~valid] = np.dstack([gx, gy])[~valid]
+    warped = cv2.remap(template, image_xy, None, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
     change = crop_to_roi(np.dstack([delta, region]).astype(np.float32), aligned, roi)
     result = np.clip(warped + change[..., :3] + 0.5, 0, 255).astype(np.uint8)
     if poisson:

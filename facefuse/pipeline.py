@@ -21,7 +21,7 @@ from .analysis import Face, FaceAnalyzer, pick_face
 from .errors import ParameterError
 from .imageio import ImageSource, load_image
 from .params import FusionParams
-from .paste import changed_roi, crop_to_roi, paste_back
+from .paste import REGION_EPS, changed_roi, crop_to_roi, paste_back
 from .refine import Refiner, load_refiner
 
 STAGES = ("load", "analyse", "align", "geometry", "texture", "refine", "paste", "finish")
@@ -180,10 +180,10 @@ class FaceFuser:
         with timings.stage("finish"):
             fused = finish.apply_mode(fused, tpl_warped, weight, face_region, params.mode)
         with timings.stage("paste"):
-            delta = (fused - tpl_warped) * (face_region > 0.002)[..., None]
+            delta = (fused - tpl_warped) * (face_region > REGION_EPS)[..., None]
             if params.ratio == 0:
                 delta[:] = 0
-            out, roi = paste_back(image, tpl, tpl_field, delta, weight,
+            out, roi = paste_back(image, tpl, tpl_field, delta, face_region,
                                   poisson=params.poisson and params.ratio > 0)
         with timings.stage("finish"):
             if roi is None or params.ratio == 0:

@@ -197,3 +197,19 @@ def test_open_mouth_keeps_the_template_teeth(engine, london):
     assert inner.sum() > 300
     teeth_change = np.abs(out[inner].astype(float) - tpl[inner]).mean()
     assert teeth_change < 12, f"{tpl_path.name}: mouth interior changed by {teeth_change:.1f}"
+
+
+def test_region_controls_scale_and_move_the_fused_area(engine, astronaut, astronaut_template):
+    def changed(**region):
+        out = engine.fuse(astronaut, astronaut_template, ratio=1.0, shape_ratio=0.0,
+                          **PLAIN, **region).image
+        diff = np.abs(out.astype(int) - astronaut_template).max(axis=2) > 4
+        ys, xs = np.nonzero(diff)
+        return diff.sum(), xs.mean()
+
+    small, _ = changed(region_scale=0.8)
+    normal, centre = changed()
+    large, _ = changed(region_scale=1.2)
+    assert small < normal < large
+    _, moved = changed(region_offset_x=0.15)
+    assert moved > centre + 5  # shifted right (in crop terms; the face is upright here)
