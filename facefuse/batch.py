@@ -50,6 +50,9 @@ _worker: dict = {}
 
 
 def _init_worker(prepared: PreparedSource, params: FusionParams, threads: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(threads)  # one process per core: no thread oversubscription
     _worker["engine"] = FaceFuser(threads=threads)
     _worker["prepared"] = prepared
     _worker["params"] = params

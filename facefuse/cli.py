@@ -264,7 +264,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if model_path(backend).exists():
                 report["live"].append(bench.bench_live(template, source, backend=backend))
     if "album" in parts:
-        report["album"] = bench.bench_album(pairs)
+        report["album"] = bench.bench_album(pairs, sorted((data / "smiling").glob("*.jpg"))[
+            :args.batch])
     print(bench.markdown(report))
     if args.json:
         Path(args.json).write_text(_json.dumps(report, indent=2))
@@ -340,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure speed (ratios against baselines, same run)")
     p.add_argument("--data", required=True, help="the London set (1350 px photos)")
     p.add_argument("--pairs", type=int, default=8)
+    p.add_argument("--batch", type=int, default=40, help="templates in the batch run")
     p.add_argument("--only", default=None, help="comma list of album,live,preview,refiner")
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_bench)

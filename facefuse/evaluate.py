@@ -18,7 +18,8 @@ import numpy as np
 
 from .refine import Refiner, model_path
 
-Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (composite, mask, template or None) -> result, all float 0..1
+Method = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,22 +45,29 @@ def _ring(mask: np.ndarray, width: int) -> np.ndarray:
     return (cv2.dilate(hard, kernel) > 0) & (hard == 0)
 
 
-def lab_transfer(comp: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Classical baseline: the region's LAB mean/std matched to a ring around it."""
+def lab_transfer(comp: np.ndarray, mask: np.ndarray, template: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Classical baseline: the region's LAB mean/std matched to a reference: the template's
+    face under the same mask when there is one (what facefuse's texture stage does), else a
+    ring of surroundings."""
     lab = cv2.cvtColor(comp.astype(np.float32), cv2.COLOR_RGB2LAB)
     fg = mask > 0.5
-    ring = _ring(mask, max(4, comp.shape[0] // 20))
-    if fg.sum() < 10 or ring.sum() < 10:
+    if template is not None:
+        ref_lab, ref = cv2.cvtColor(template.astype(np.float32), cv2.COLOR_RGB2LAB), fg
+    else:
+        ref_lab, ref = lab, _ring(mask, max(4, comp.shape[0] // 20))
+    if fg.sum() < 10 or ref.sum() < 10:
         return comp
     f_mean, f_std = lab[fg].mean(axis=0), lab[fg].std(axis=0) + 1e-3
-    r_mean, r_std = lab[ring].mean(axis=0), lab[ring].std(axis=0) + 1e-3
+    r_mean, r_std = ref_lab[ref].mean(axis=0), ref_lab[ref].std(axis=0) + 1e-3
     moved = (lab - f_mean) * (r_std / f_std) + r_mean
     moved[..., 0] = np.clip(moved[..., 0], 0, 100)
     out = cv2.cvtColor(moved.astype(np.float32), cv2.COLOR_LAB2RGB)
     return np.clip(comp + mask[..., None] * (out - comp), 0, 1)
 
 
-def poisson_clone(comp: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def poisson_clone(comp: np.ndarray, mask: np.ndarray, template: np.ndarray | None = None
+                  ) -> np.ndarray:
     """Classical baseline: OpenCV seamlessClone of the region into its own surroundings."""
     img = (np.clip(comp, 0, 1) * 255).astype(np.uint8)
     # The clone boundary sits at the feather's half-way line: cloned from the composite
@@ -75,9 +83,10 @@ def poisson_clone(comp: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.clip(comp + mask[..., None] * (out - comp), 0, 1)
 
 
-def unet_method(refiner: Refiner) -> Method:
-    def run(comp: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return refiner(comp * 255.0, mask) / 255.0
+def unet_method(refiner: Refiner, work_side: int | None = None) -> Method:
+    def run(comp: np.ndarray, mask: np.ndarray, template: np.ndarray | None) -> np.ndarray:
+        tpl = None if template is None else template * 255.0
+        return refiner(comp * 255.0, mask, tpl, work_side=work_side) / 255.0
     return run
 
 
@@ -89,13 +98,14 @@ class Score:
     psnr_face: float
 
 
-def score_methods(composites: list, methods: dict[str, Method]) -> list[Score]:
-    """Mean PSNR (whole crop), fMSE and face-region PSNR of each method over the composites."""
+def score_methods(composites: list, methods: dict[str, tuple[Method, bool]]) -> list[Score]:
+    """Mean PSNR (whole crop), fMSE and face-region PSNR of each method over the composites;
+    each method is (function, whether it is given the template)."""
     scores = []
-    for name, method in methods.items():
+    for name, (method, with_template) in methods.items():
         p, f, pf = [], [], []
-        for comp, mask, target in composites:
-            out = method(comp, mask)
+        for comp, mask, template, target in composites:
+            out = method(comp, mask, template if with_template else None)
             p.append(psnr(out, target))
             f.append(foreground_mse(out, target, mask))
             sel = mask > 0.5
@@ -121,19 +131,29 @@ def harmonize_report(data_dir: Path, *, size: int = 512, per_face: int = 3,
     held_out = faces.subset([i for i, p in enumerate(faces.ids) if p in val_ids])
     composites = validation_composites(held_out, size, per_face=per_face, seed=2024)
     refiner = Refiner(model or model_path(backend))
-    methods: dict[str, Method] = {
-        "composite (no harmonisation)": lambda c, m: c,
-        "LAB mean/std transfer": lab_transfer,
-        "Poisson (OpenCV seamlessClone)": poisson_clone,
-        f"U-Net ({backend})": unet_method(refiner),
+    methods: dict[str, tuple[Method, bool]] = {
+        "composite (no harmonisation)": (lambda c, m, t: c, False),
+        "LAB mean/std transfer to the surroundings": (lab_transfer, False),
+        "Poisson (OpenCV seamlessClone)": (poisson_clone, False),
+        "LAB mean/std transfer to the template face": (lab_transfer, True),
+        f"U-Net ({backend}), no template": (unet_method(refiner), False),
+        f"U-Net ({backend}), with the template": (unet_method(refiner), True),
     }
+    if size > 256:
+        methods[f"U-Net ({backend}), with the template, refined at 256"] = (
+            unet_method(refiner, work_side=256), True)
     scores = score_methods(composites, methods)
-    best_classical = max(s.psnr for s in scores[1:3])
+    classical = [s for s in scores[1:4]]
+    unet = [s for s in scores if s.method.startswith("U-Net")]
     return {
         "data": str(data_dir), "size": size, "composites": len(composites),
         "held_out_identities": sorted(val_ids), "model": str(refiner.path),
+        "template": "the same person's other photo (same light, other expression)",
         "scores": [s.__dict__ for s in scores],
-        "unet_gain_over_best_classical_db": scores[3].psnr - best_classical,
+        "unet_gain_over_best_classical_db": max(s.psnr for s in unet) -
+        max(s.psnr for s in classical),
+        "unet_no_template_gain_over_best_classical_without_template_db":
+            unet[0].psnr - max(s.psnr for s in scores[1:3]),
     }
 
 
@@ -144,8 +164,12 @@ def markdown_table(report: dict) -> str:
                      f"{s['fmse']:.1f} |")
     lines.append("")
     lines.append(f"{report['composites']} composites of {len(report['held_out_identities'])} "
-                 f"held-out identities at {report['size']} px; U-Net gain over the best "
-                 f"classical baseline: {report['unet_gain_over_best_classical_db']:+.2f} dB")
+                 f"held-out identities at {report['size']} px; template = {report['template']}. "
+                 f"U-Net gain over the best classical baseline: "
+                 f"{report['unet_gain_over_best_classical_db']:+.2f} dB; without a template, "
+                 f"over the best classical method without one: "
+                 f"{report['unet_no_template_gain_over_best_classical_without_template_db']:+.2f}"
+                 " dB")
     return "\n".join(lines)
 
 

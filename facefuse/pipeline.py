@@ -176,7 +176,7 @@ class FaceFuser:
                 face_region = texture.face_mask(shape, size, region)
         with timings.stage("refine"):
             if params.refine and params.ratio > 0:
-                fused = self.refiner(params.backend)(fused, face_region)
+                fused = self.refiner(params.backend)(fused, face_region, tpl_warped)
         with timings.stage("finish"):
             fused = finish.apply_mode(fused, tpl_warped, weight, face_region, params.mode)
         with timings.stage("paste"):

@@ -1,8 +1,10 @@
 """Refine: our U-Net, run by ONNX Runtime (no torch at inference).
 
-The network takes the coarse composite and the face mask and returns the harmonised crop
-(light, tone and seam fixed); it predicts a correction of the composite, so the source's
-features pass through by construction. One session is created per Refiner and reused.
+The network takes the coarse composite, the face mask and the template's own face crop (which
+carries the photo's light) and returns the harmonised crop (light, tone and seam fixed); it
+predicts a colour correction of the composite, so the source's features pass through by
+construction. Without a template (`facefuse harmonize`) it goes by the surroundings alone.
+One session is created per Refiner and reused.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from .errors import BackendError, ParameterError
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 MODEL_FILES = {"ort-fp32": "unet_fp32.onnx", "ort-int8": "unet_int8.onnx"}
 SIZE_MULTIPLE = 32  # five stride-2 levels: inputs are padded to a multiple of this
-INPUT_IMAGE, INPUT_MASK, OUTPUT = "image", "mask", "refined"
+INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT = "image", "mask", "template", "refined"
 
 
 def model_path(backend: str = "ort-fp32", models_dir: Path | None = None) -> Path:
@@ -61,34 +63,38 @@ class Refiner:
             raise BackendError(f"could not load the U-Net model {path}: {exc}") from None
         self.path = path
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, work_side: int | None = None
-                 ) -> np.ndarray:
-        """Refined image (float 0..255). With `work_side`, larger inputs are refined at that
-        long side and the correction is upsampled: the network's change is a smooth colour
-        transform, so this keeps every detail of the input at a fraction of the cost."""
+    def __call__(self, image: np.ndarray, mask: np.ndarray, template: np.ndarray | None = None,
+                 work_side: int | None = None) -> np.ndarray:
+        """Refined image (float 0..255). `template` (0..255, same size) is the face that
+        was there before; None when there is none. With `work_side`, larger inputs are
+        refined at that long side and the correction is upsampled: the network's change is
+        a smooth colour transform, so this keeps every detail at a fraction of the cost."""
         h, w = image.shape[:2]
+        if template is None:
+            template = np.zeros(image.shape, np.float32)
         if work_side and max(h, w) > work_side:
             f = work_side / max(h, w)
             size = (max(SIZE_MULTIPLE, round(w * f)), max(SIZE_MULTIPLE, round(h * f)))
-            small = cv2.resize(np.asarray(image, np.float32), size,
-                               interpolation=cv2.INTER_AREA)
-            small_mask = cv2.resize(np.asarray(mask, np.float32), size,
-                                    interpolation=cv2.INTER_AREA)
-            change = self._run(small, small_mask) - small
+            small = [cv2.resize(np.asarray(a, np.float32), size, interpolation=cv2.INTER_AREA)
+                     for a in (image, mask, template)]
+            change = self._run(*small) - small[0]
             change = cv2.resize(change, (w, h), interpolation=cv2.INTER_LINEAR)
             return np.clip(image + change, 0, 255)
-        return self._run(image, mask)
+        return self._run(image, mask, template)
 
-    def _run(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _run(self, image: np.ndarray, mask: np.ndarray, template: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
         ph = (-h) % SIZE_MULTIPLE
         pw = (-w) % SIZE_MULTIPLE
         x = np.clip(image, 0, 255).astype(np.float32) / 255.0
+        t = np.clip(template, 0, 255).astype(np.float32) / 255.0
         m = np.clip(mask, 0, 1).astype(np.float32)
         if ph or pw:
             x = np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+            t = np.pad(t, ((0, ph), (0, pw), (0, 0)), mode="reflect")
             m = np.pad(m, ((0, ph), (0, pw)), mode="constant")
-        feeds = {INPUT_IMAGE: x.transpose(2, 0, 1)[None], INPUT_MASK: m[None, None]}
+        feeds = {INPUT_IMAGE: x.transpose(2, 0, 1)[None], INPUT_MASK: m[None, None],
+                 INPUT_TEMPLATE: t.transpose(2, 0, 1)[None]}
         (y,) = self.session.run([OUTPUT], feeds)
         out = y[0].transpose(1, 2, 0)[:h, :w]
         return np.clip(out * 255.0, 0, 255)
@@ -114,7 +120,7 @@ def harmonize(refiner: Refiner, image: np.ndarray, mask: np.ndarray, *,
     y0 = max(0, int(ys.min() - margin * bh))
     y1 = min(h, int(ys.max() + 1 + margin * bh))
     region = image[y0:y1, x0:x1].astype(np.float32)
-    refined = refiner(region, mask[y0:y1, x0:x1], work_side=work_side)
+    refined = refiner(region, mask[y0:y1, x0:x1], None, work_side=work_side)
     out = image.copy()
     out[y0:y1, x0:x1] = np.clip(refined + 0.5, 0, 255).astype(np.uint8)
     return out

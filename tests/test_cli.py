@@ -122,7 +122,7 @@ def test_batch_reports_bad_files_and_continues(tmp_path, photos, capsys):
     (folder / "readme.txt").write_text("ignored")
     out_dir = tmp_path / "out"
     report = tmp_path / "report.json"
-    code, stdout, err = run(["batch", photos["source"], folder, "-o", out_dir, "--no-refine",
+    code, stdout, _ = run(["batch", photos["source"], folder, "-o", out_dir, "--no-refine",
                              "--workers", "2", "--report", report, "--quiet"], capsys)
     assert code == 1
     assert sorted(p.name for p in out_dir.iterdir()) == ["good0.jpg", "good1.jpg",

@@ -204,7 +204,7 @@ def test_region_controls_scale_and_move_the_fused_area(engine, astronaut, astron
         out = engine.fuse(astronaut, astronaut_template, ratio=1.0, shape_ratio=0.0,
                           **PLAIN, **region).image
         diff = np.abs(out.astype(int) - astronaut_template).max(axis=2) > 4
-        ys, xs = np.nonzero(diff)
+        _, xs = np.nonzero(diff)
         return diff.sum(), xs.mean()
 
     small, _ = changed(region_scale=0.8)

@@ -110,7 +110,7 @@ def test_full_fuse_saves_under_outputs_with_a_sidecar(server, photos, astronaut,
     values = [f.default for f in app.specs]
     values[app.names.index("template_face")] = "0"
     out = app.fuse_full(astronaut, astronaut_template, [], *values)
-    image, compare, path, history, _, msg = out
+    image, _, path, history, _, msg = out
     assert image.shape == astronaut_template.shape and "saved" in msg
     saved = Path(path)
     assert saved.parent == server["outputs"].resolve()

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from ..align import CANONICAL_KEYPOINTS
-from ..refine import INPUT_IMAGE, INPUT_MASK, OUTPUT, SIZE_MULTIPLE, model_path
+from ..refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT, SIZE_MULTIPLE, model_path
 
 
 def manifest(files: dict[str, str], metrics: dict | None = None) -> dict:
@@ -22,6 +22,11 @@ def manifest(files: dict[str, str], metrics: dict | None = None) -> dict:
                           "meaning": "the coarse fused face crop"},
             INPUT_MASK: {"shape": [1, 1, "H", "W"], "layout": "NCHW", "dtype": "float32",
                          "range": [0.0, 1.0], "meaning": "soft face mask (1 = face region)"},
+            INPUT_TEMPLATE: {"shape": [1, 3, "H", "W"], "layout": "NCHW", "dtype": "float32",
+                             "range": [0.0, 1.0], "colour": "RGB",
+                             "meaning": "the template's own face crop warped to the fused "
+                                        "shape (it carries the photo's light); all zeros "
+                                        "when there is none"},
         },
         "outputs": {OUTPUT: {"shape": [1, 3, "H", "W"], "layout": "NCHW", "dtype": "float32",
                              "range": [0.0, 1.0], "colour": "RGB",

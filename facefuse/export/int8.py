@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..refine import INPUT_IMAGE, INPUT_MASK, Refiner
+from ..refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, Refiner
 
 SENSITIVE_NODES = ("/stem/stem.0/Conv", "/head/Conv")
 
@@ -27,16 +27,18 @@ class RecordingRefiner:
 
     inputs: list
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, work_side: int | None = None
-                 ) -> np.ndarray:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, template: np.ndarray | None = None,
+                 work_side: int | None = None) -> np.ndarray:
+        tpl = np.zeros(image.shape, np.float32) if template is None else template
         self.inputs.append((np.asarray(image, np.float32).copy(),
-                            np.asarray(mask, np.float32).copy()))
+                            np.asarray(mask, np.float32).copy(),
+                            np.asarray(tpl, np.float32).copy()))
         return image
 
 
 def capture_refiner_inputs(data_dir: Path, identities: set[str], count: int, size: int,
-                           seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(composite, mask) pairs from fusions among `identities`, ISP-simulated sources."""
+                           seed: int = 0) -> list[tuple[np.ndarray, ...]]:
+    """(composite, mask, template) from fusions among `identities`, ISP-simulated sources."""
     from ..imageio import load_image
     from ..nn.data import find_photos, isp_simulation, person_id
     from ..params import FusionParams
@@ -63,10 +65,12 @@ def capture_refiner_inputs(data_dir: Path, identities: set[str], count: int, siz
 class _Reader:
     """onnxruntime CalibrationDataReader over captured inputs."""
 
-    def __init__(self, samples: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        self._it = iter([{INPUT_IMAGE: (img / 255.0).transpose(2, 0, 1)[None].astype(
-            np.float32), INPUT_MASK: mask[None, None].astype(np.float32)}
-            for img, mask in samples])
+    def __init__(self, samples: list[tuple[np.ndarray, ...]]) -> None:
+        self._it = iter([{
+            INPUT_IMAGE: (img / 255.0).transpose(2, 0, 1)[None].astype(np.float32),
+            INPUT_MASK: mask[None, None].astype(np.float32),
+            INPUT_TEMPLATE: (tpl / 255.0).transpose(2, 0, 1)[None].astype(np.float32)}
+            for img, mask, tpl in samples])
 
     def get_next(self):
         return next(self._it, None)
@@ -104,8 +108,8 @@ def face_psnr_vs_fp32(fp32: Path, int8: Path, samples: list) -> dict[str, float]
     """PSNR of the INT8 output against the FP32 output, inside the face mask and overall."""
     a, b = Refiner(fp32), Refiner(int8)
     face, whole = [], []
-    for img, mask in samples:
-        ya, yb = a(img, mask) / 255.0, b(img, mask) / 255.0
+    for img, mask, tpl in samples:
+        ya, yb = a(img, mask, tpl) / 255.0, b(img, mask, tpl) / 255.0
         sel = mask > 0.5
         face.append(_psnr(ya[sel], yb[sel]))
         whole.append(_psnr(ya, yb))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..refine import INPUT_IMAGE, INPUT_MASK, OUTPUT
+from ..refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT
 
 OPSET = 17
 
@@ -19,11 +19,14 @@ def export_onnx(model: torch.nn.Module, path: Path, sample_size: int = 64) -> Pa
     model = model.eval()
     image = torch.rand(1, 3, sample_size, sample_size)
     mask = torch.rand(1, 1, sample_size, sample_size)
-    dynamic = {name: {2: "height", 3: "width"} for name in (INPUT_IMAGE, INPUT_MASK, OUTPUT)}
+    template = torch.rand(1, 3, sample_size, sample_size)
+    names = (INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT)
+    dynamic = {name: {2: "height", 3: "width"} for name in names}
     tmp = path.with_suffix(".tmp.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(model, (image, mask), str(tmp), input_names=[INPUT_IMAGE, INPUT_MASK],
+        torch.onnx.export(model, (image, mask, template), str(tmp),
+                          input_names=[INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE],
                           output_names=[OUTPUT], dynamic_axes=dynamic, opset_version=OPSET,
                           do_constant_folding=True, dynamo=False)
     tmp.replace(path)

@@ -42,6 +42,11 @@ class FaceSet:
     def subset(self, keep: list[int]) -> FaceSet:
         return FaceSet(self.crops[keep], self.masks[keep], [self.ids[i] for i in keep])
 
+    def partner(self, index: int) -> int:
+        """Another photo of the same person (same light, other expression), else itself."""
+        same = [i for i, p in enumerate(self.ids) if p == self.ids[index] and i != index]
+        return same[0] if same else index
+
 
 def person_id(path: Path) -> str:
     """'001' for London's 001_03.jpg; the file stem for other data."""
@@ -152,32 +157,44 @@ def jitter_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.GaussianBlur(hard.astype(np.float32), (0, 0), sigma)
 
 
-def random_view(crop: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Random scale, crop window and flip of a face crop and its mask, at `size`."""
-    s = crop.shape[0]
+def random_view(arrays: list[np.ndarray], size: int, rng: np.random.Generator
+                ) -> list[np.ndarray]:
+    """The same random scale, crop window and flip of aligned crops (and masks), at `size`."""
+    s = arrays[0].shape[0]
     window = int(s * rng.uniform(0.7, 1.0))
     x0 = int(rng.integers(0, s - window + 1))
     y0 = int(rng.integers(0, s - window + 1))
-    img = cv2.resize(crop[y0:y0 + window, x0:x0 + window], (size, size),
-                     interpolation=cv2.INTER_AREA)
-    msk = cv2.resize(mask[y0:y0 + window, x0:x0 + window], (size, size),
-                     interpolation=cv2.INTER_AREA)
-    if rng.random() < 0.5:
-        img, msk = img[:, ::-1], msk[:, ::-1]
-    return np.ascontiguousarray(img), np.ascontiguousarray(msk)
+    flip = rng.random() < 0.5
+    out = []
+    for a in arrays:
+        v = cv2.resize(a[y0:y0 + window, x0:x0 + window], (size, size),
+                       interpolation=cv2.INTER_AREA)
+        out.append(np.ascontiguousarray(v[:, ::-1] if flip else v))
+    return out
 
 
-def make_composite(crop: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(composite, mask, target): float32 HxWx3 / HxW / HxWx3 in 0..1."""
-    img, msk = random_view(crop, mask, size, rng)
+def make_composite(crop: np.ndarray, mask: np.ndarray, partner: np.ndarray, size: int,
+                   rng: np.random.Generator, template_dropout: float = 0.25
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(composite, mask, template, target): float32 HxWx3 / HxW / HxWx3 / HxWx3 in 0..1.
+
+    The template is `partner` (the same person in the same light, another expression),
+    seen through the same view and the same whole-photo light as the target, so it tells
+    the light but not the features; with `template_dropout` it is all zeros (no template:
+    the network must then go by the surroundings alone).
+    """
+    img, msk, other = random_view([crop, mask, partner], size, rng)
     target = img.astype(np.float32) / 255.0
+    template = other.astype(np.float32) / 255.0
     if rng.random() < 0.85:
         # The whole photo first gets other light and another camera, so the target is not
-        # always a studio photo: the network must match the face to *its* surroundings,
-        # not to the look of the training set.
-        target = perturb_colour(target, rng)
+        # always a studio photo: the network must match the face to *its* photo, not to
+        # the look of the training set. The template shares that light.
+        seed = int(rng.integers(1 << 31))
+        target = perturb_colour(target, np.random.default_rng(seed))
+        template = perturb_colour(template, np.random.default_rng(seed))
+    if rng.random() < template_dropout:
+        template = np.zeros_like(template)
     m = jitter_mask(msk.astype(np.float32) / 255.0, rng)
     fg = perturb_colour(target, rng)
     if rng.random() < 0.5:  # misalignment of a pixel or two, as a warp would leave
@@ -185,12 +202,14 @@ def make_composite(crop: np.ndarray, mask: np.ndarray, size: int, rng: np.random
         fg = cv2.warpAffine(fg, np.float32([[1, 0, dx], [0, 1, dy]]), (size, size),
                             borderMode=cv2.BORDER_REFLECT)
     comp = target * (1 - m[..., None]) + fg * m[..., None]
-    return comp.astype(np.float32), m.astype(np.float32), target
+    return comp.astype(np.float32), m.astype(np.float32), template.astype(np.float32), target
 
 
-def validation_composites(faces: FaceSet, size: int, per_face: int = 2, seed: int = 1234
-                          ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """A fixed set of composites (same seed, same result) for validation and evaluation."""
+def validation_composites(faces: FaceSet, size: int, per_face: int = 2, seed: int = 1234,
+                          template_dropout: float = 0.0) -> list[tuple[np.ndarray, ...]]:
+    """A fixed set of composites (same seed, same result) for validation and evaluation:
+    (composite, mask, template, target) each."""
     rng = np.random.default_rng(seed)
-    return [make_composite(faces.crops[i], faces.masks[i], size, rng)
+    return [make_composite(faces.crops[i], faces.masks[i], faces.crops[faces.partner(i)],
+                           size, rng, template_dropout)
             for i in range(len(faces.ids)) for _ in range(per_face)]

@@ -51,11 +51,11 @@ def seed_everything(seed: int) -> None:
 
 def batch_of(faces: FaceSet, cfg: TrainConfig, rng: np.random.Generator, device: str):
     idx = rng.integers(0, len(faces.ids), cfg.batch)
-    items = [make_composite(faces.crops[i], faces.masks[i], cfg.size, rng) for i in idx]
-    comp = torch.from_numpy(np.stack([c for c, _, _ in items])).permute(0, 3, 1, 2)
-    mask = torch.from_numpy(np.stack([m for _, m, _ in items]))[:, None]
-    target = torch.from_numpy(np.stack([t for _, _, t in items])).permute(0, 3, 1, 2)
-    return comp.to(device), mask.to(device), target.to(device)
+    items = [make_composite(faces.crops[i], faces.masks[i], faces.crops[faces.partner(i)],
+                            cfg.size, rng) for i in idx]
+    comp, mask, template, target = (np.stack(parts) for parts in zip(*items, strict=True))
+    nchw = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).to(device)  # noqa: E731
+    return nchw(comp), torch.from_numpy(mask)[:, None].to(device), nchw(template), nchw(target)
 
 
 def evaluate(model: RefineUNet, val: list, device: str) -> dict[str, float]:
@@ -63,10 +63,11 @@ def evaluate(model: RefineUNet, val: list, device: str) -> dict[str, float]:
     model.eval()
     before, after = [], []
     with torch.no_grad():
-        for comp, mask, target in val:
+        for comp, mask, template, target in val:
             x = torch.from_numpy(comp).permute(2, 0, 1)[None].to(device)
             m = torch.from_numpy(mask)[None, None].to(device)
-            y = model(x, m)[0].permute(1, 2, 0).cpu().numpy()
+            t = torch.from_numpy(template).permute(2, 0, 1)[None].to(device)
+            y = model(x, m, t)[0].permute(1, 2, 0).cpu().numpy()
             before.append(psnr(comp, target))
             after.append(psnr(y, target))
     model.train()
@@ -92,7 +93,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     train_ids, val_ids = split_ids(faces.ids)
     train_set = faces.subset([i for i, p in enumerate(faces.ids) if p in train_ids])
     val_set = faces.subset([i for i, p in enumerate(faces.ids) if p in val_ids])
-    val = validation_composites(val_set, cfg.size)
+    # Validation: half with the template, half without (the harmonize case).
+    val = (validation_composites(val_set, cfg.size, per_face=1, seed=1234) +
+           validation_composites(val_set, cfg.size, per_face=1, seed=4321,
+                                 template_dropout=1.0))
 
     model = RefineUNet(tuple(cfg.widths)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -120,9 +124,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     producer = ThreadPoolExecutor(1)
     upcoming = producer.submit(batch_of, train_set, cfg, rng, device)
     while step < cfg.steps:
-        comp, mask, target = upcoming.result()
+        comp, mask, template, target = upcoming.result()
         upcoming = producer.submit(batch_of, train_set, cfg, rng, device)
-        pred = model(comp, mask)
+        pred = model(comp, mask, template)
         # The error counts inside the (feathered) face region, where the change is.
         weight = mask.clamp_min(0.02)
         loss = (weight * (pred - target).abs()).sum() / weight.sum() / 3 + \

@@ -43,14 +43,16 @@ class Block(nn.Sequential):
 
 
 class RefineUNet(nn.Module):
-    """Inputs: image (N,3,H,W) in 0..1 and mask (N,1,H,W) in 0..1; H, W multiples of 32.
+    """Inputs: image (N,3,H,W) in 0..1, mask (N,1,H,W) in 0..1 and template (N,3,H,W) in
+    0..1: the template's own face crop, which carries the photo's light (all zeros when
+    there is none, as for `facefuse harmonize`); H, W multiples of 32.
     Output: the refined image (N,3,H,W) in 0..1."""
 
     def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS) -> None:
         super().__init__()
         self.widths = tuple(widths)
         self.stem = nn.Sequential(
-            nn.Conv2d(4, widths[0], 3, 2, 1, bias=False),  # to half resolution
+            nn.Conv2d(7, widths[0], 3, 2, 1, bias=False),  # to half resolution
             nn.BatchNorm2d(widths[0]), nn.ReLU6(inplace=True), SeparableConv(widths[0],
                                                                              widths[0]))
         self.down = nn.ModuleList(
@@ -61,8 +63,9 @@ class RefineUNet(nn.Module):
         nn.init.zeros_(self.head.weight)  # start as the identity transform
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.stem(torch.cat([image, mask], dim=1))
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, template: torch.Tensor
+                ) -> torch.Tensor:
+        x = self.stem(torch.cat([image, mask, template], dim=1))
         skips = [x]
         for block in self.down:
             x = block(x)
@@ -106,7 +109,8 @@ def count_macs(model: RefineUNet, height: int = 512, width: int = 512) -> int:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 3, height, width), torch.zeros(1, 1, height, width))
+        model(torch.zeros(1, 3, height, width), torch.zeros(1, 1, height, width),
+              torch.zeros(1, 3, height, width))
     model.train(was_training)
     for h in handles:
         h.remove()
