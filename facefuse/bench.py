@@ -33,9 +33,11 @@ def machine() -> dict[str, Any]:
 
 
 def classical_swap(judge, source: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """The textbook face swap: dlib 68 landmarks on both faces, Delaunay triangles on the
-    template's convex hull, one affine warp per triangle, seamlessClone into the template."""
-    src_face, tpl_face = judge.face_landmarks(source), judge.face_landmarks(template)
+    """The textbook face swap: dlib HOG detection and 68 landmarks on both full-resolution
+    photos, Delaunay triangles on the template's landmarks, one affine warp per triangle,
+    seamlessClone into the template."""
+    src_face = judge.face_landmarks(source, max_side=None)
+    tpl_face = judge.face_landmarks(template, max_side=None)
     if src_face is None or tpl_face is None:
         return template
     hull_idx = cv2.convexHull(tpl_face.astype(np.float32), returnPoints=False).ravel()

@@ -60,9 +60,9 @@ class Judge:
         self.encoder = dlib.face_recognition_model_v1(
             str(models / "dlib_face_recognition_resnet_model_v1.dat"))
 
-    def _best_rect(self, rgb: np.ndarray):
+    def _best_rect(self, rgb: np.ndarray, max_side: int | None = 800):
         h, w = rgb.shape[:2]
-        f = min(1.0, 800 / max(h, w))
+        f = min(1.0, max_side / max(h, w)) if max_side else 1.0
         small = rgb if f == 1 else cv2.resize(rgb, (round(w * f), round(h * f)),
                                               interpolation=cv2.INTER_AREA)
         rects, scores, _ = self.detector.run(np.ascontiguousarray(small), 1, 0.0)
@@ -72,9 +72,11 @@ class Judge:
         return self._dlib.rectangle(int(r.left() / f), int(r.top() / f), int(r.right() / f),
                                     int(r.bottom() / f))
 
-    def face_landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
-        """68 landmarks of the most confident face, or None (no descriptor: faster)."""
-        rect = self._best_rect(rgb)
+    def face_landmarks(self, rgb: np.ndarray, max_side: int | None = 800
+                       ) -> np.ndarray | None:
+        """68 landmarks of the most confident face, or None (no descriptor: faster).
+        `max_side` None detects at full resolution, as the textbook face swap does."""
+        rect = self._best_rect(rgb, max_side)
         if rect is None:
             return None
         shape = self.shape(np.ascontiguousarray(rgb), rect)

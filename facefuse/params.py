@@ -138,7 +138,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "desktop": {"ratio": 0.5, "shape_ratio": 0.5, "smoothing": 0.3, "brightness": 0.0,
                 "crop_size": 512},
     "mobile": {"ratio": 0.45, "shape_ratio": 0.45, "smoothing": 0.25, "brightness": 0.08,
-               "crop_size": 512},
+               "crop_size": 512, "backend": "ort-int8"},
 }
 
 

@@ -51,7 +51,7 @@ def face_mask(shape: np.ndarray, size: int, region: Region = Region()) -> np.nda
     pulled = centre + 0.94 * (oval - centre)
     # Forehead points come down toward the brows: the hairline belongs to the template.
     above = pulled[:, 1] < brow_y
-    pulled[above, 1] = brow_y + 0.6 * (pulled[above, 1] - brow_y)
+    pulled[above, 1] = brow_y + 0.8 * (pulled[above, 1] - brow_y)
     width = np.ptp(oval[:, 0])
     height = np.ptp(oval[:, 1])
     if region != Region():
@@ -71,11 +71,17 @@ def feature_mask(shape: np.ndarray, size: int) -> np.ndarray:
     mask = np.zeros((size, size), np.uint8)
     for loop in (LEFT_EYE_LOOP, RIGHT_EYE_LOOP, OUTER_LIPS_LOOP):
         cv2.fillPoly(mask, [np.round(shape[list(loop), :2]).astype(np.int32)], 255)
+    grow = max(3, size // 64)
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    # Brows are grown more: a thick brow reaches well past the mesh's brow points, and any
+    # of it left in the skin statistics comes back as a dark halo after relighting.
+    brows = np.zeros((size, size), np.uint8)
     for brow in (LEFT_BROW_POINTS, RIGHT_BROW_POINTS):
         hull = cv2.convexHull(np.round(shape[list(brow), :2]).astype(np.int32))
-        cv2.fillConvexPoly(mask, hull, 255)
-    grow = max(3, size // 64)
-    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+        cv2.fillConvexPoly(brows, hull, 255)
+    grow = max(5, size // 20)
+    brows = cv2.dilate(brows, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    return np.maximum(mask, brows)
 
 
 def mouth_mask(shape: np.ndarray, size: int) -> np.ndarray:

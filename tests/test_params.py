@@ -42,7 +42,7 @@ def test_presets_from_the_phone_study():
         0.5, 0.5, 0.3, 0.0)
     assert (mobile.ratio, mobile.shape_ratio, mobile.smoothing, mobile.brightness) == (
         0.45, 0.45, 0.25, 0.08)
-    assert mobile.crop_size == 512
+    assert mobile.crop_size == 512 and mobile.backend == "ort-int8"
     assert preset("mobile", ratio=0.9).ratio == 0.9
     with pytest.raises(ParameterError, match="desktop"):
         preset("tablet")

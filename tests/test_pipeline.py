@@ -213,3 +213,14 @@ def test_region_controls_scale_and_move_the_fused_area(engine, astronaut, astron
     assert small < normal < large
     _, moved = changed(region_offset_x=0.15)
     assert moved > centre + 5  # shifted right (in crop terms; the face is upright here)
+
+
+def test_face_cut_by_the_border_fuses_without_touching_outside(engine, astronaut):
+    """The left third of her face is outside the template: the visible part is fused, the
+    size is kept, and nothing far from the face changes."""
+    cut = np.ascontiguousarray(astronaut[:, 205:])
+    out = engine.fuse(astronaut[:, ::-1].copy(), cut, ratio=1.0, **PLAIN)
+    assert out.image.shape == cut.shape
+    changed = np.abs(out.image.astype(int) - cut).max(axis=2) > 8
+    assert changed[:200, :100].sum() > 500  # the visible part of the face changed
+    assert not changed[300:, :].any()  # the suit did not

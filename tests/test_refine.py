@@ -156,3 +156,40 @@ def test_harmonize_cli_and_errors(tmp_path, astronaut):
 def test_missing_model_is_a_backend_error(tmp_path):
     with pytest.raises(BackendError, match="--no-refine"):
         Refiner(tmp_path / "nothing.onnx")
+
+
+def test_int8_agrees_with_fp32_on_a_real_face(engine, astronaut):
+    """The shipped INT8 model (the phone and camera model) against FP32, face region."""
+    from facefuse.align import align_face
+    from facefuse.texture import face_mask
+
+    fp32, int8 = load_refiner("ort-fp32"), load_refiner("ort-int8")
+    face = engine.analyzer.detect(astronaut)[0]
+    for size in (320, 512):
+        aligned = align_face(astronaut, face, size)
+        mask = face_mask(aligned.landmarks, size)
+        composite = _perturbed(aligned.crop, mask)
+        template = np.ascontiguousarray(aligned.crop[:, ::-1]).astype(np.float32)
+        a, b = fp32(composite, mask, template), int8(composite, mask, template)
+        sel = mask > 0.5
+        assert psnr(a[sel], b[sel]) >= 38.0, size
+
+
+def test_export_writes_a_manifest_that_matches_the_model(tmp_path):
+    import json
+
+    import onnxruntime as ort
+
+    from facefuse.export import export_onnx_files
+
+    result = export_onnx_files(tmp_path, ["onnx"], None)
+    written = json.loads((tmp_path / "manifest.json").read_text())
+    assert written == result
+    session = ort.InferenceSession(str(tmp_path / written["files"]["onnx-fp32"]),
+                                   providers=["CPUExecutionProvider"])
+    assert {i.name for i in session.get_inputs()} == set(written["inputs"])
+    assert {o.name for o in session.get_outputs()} == set(written["outputs"])
+    for inp in session.get_inputs():
+        assert len(inp.shape) == len(written["inputs"][inp.name]["shape"])
+    with pytest.raises(ParameterError, match="--data"):
+        export_onnx_files(tmp_path / "x", ["onnx", "int8"], None)

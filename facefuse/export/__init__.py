@@ -54,7 +54,8 @@ def export_onnx_files(out: Path, formats: list[str], data: Path | None,
     out.mkdir(parents=True, exist_ok=True)
     files, metrics = {}, {}
     fp32 = out / "unet_fp32.onnx"
-    shutil.copyfile(model_path("ort-fp32"), fp32)
+    if fp32.resolve() != model_path("ort-fp32").resolve():
+        shutil.copyfile(model_path("ort-fp32"), fp32)
     files["onnx-fp32"] = fp32.name
     if "int8" in formats:
         if data is None:
