@@ -22,7 +22,7 @@ from .errors import ParameterError
 from .imageio import ImageSource, load_image
 from .params import FusionParams
 from .paste import REGION_EPS, changed_roi, crop_to_roi, paste_back
-from .refine import Refiner, load_refiner
+from .refine import REFINE_SIDE, Refiner, load_refiner
 
 STAGES = ("load", "analyse", "align", "geometry", "texture", "refine", "paste", "finish")
 
@@ -176,7 +176,8 @@ class FaceFuser:
                 face_region = texture.face_mask(shape, size, region)
         with timings.stage("refine"):
             if params.refine and params.ratio > 0:
-                fused = self.refiner(params.backend)(fused, face_region, tpl_warped)
+                fused = self.refiner(params.backend)(fused, face_region, tpl_warped,
+                                                     work_side=REFINE_SIDE)
         with timings.stage("finish"):
             fused = finish.apply_mode(fused, tpl_warped, weight, face_region, params.mode)
         with timings.stage("paste"):

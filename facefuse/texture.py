@@ -59,11 +59,14 @@ def face_mask(shape: np.ndarray, size: int, region: Region = Region()) -> np.nda
                                       -region.rotation, region.scale)
         rot[:, 2] += (region.offset_x * width, region.offset_y * height)
         pulled = pulled @ rot[:, :2].T + rot[:, 2]
-    hard = _poly_mask(size, pulled)
-    feather = max(3, round(0.06 * width))
+    # Drawn and feathered at half size (the feather is wide and smooth), then enlarged.
+    half = size // 2
+    hard = _poly_mask(half, pulled / 2)
+    feather = max(2, round(0.03 * width))
     hard = cv2.erode(hard, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (feather, feather)))
     soft = cv2.GaussianBlur(hard, (0, 0), feather / 2.0)
-    return soft.astype(np.float32) / 255.0
+    return cv2.resize(soft, (size, size), interpolation=cv2.INTER_LINEAR
+                      ).astype(np.float32) / 255.0
 
 
 def feature_mask(shape: np.ndarray, size: int) -> np.ndarray:

@@ -196,7 +196,13 @@ def make_composite(crop: np.ndarray, mask: np.ndarray, partner: np.ndarray, size
     if rng.random() < template_dropout:
         template = np.zeros_like(template)
     m = jitter_mask(msk.astype(np.float32) / 255.0, rng)
-    fg = perturb_colour(target, rng)
+    # The face region is perturbed with a random strength, and a quarter of the time not at
+    # all: in the pipeline the texture stage has already matched the colour, so what the
+    # refiner mostly sees is a mild mismatch, and a face that already belongs must be left
+    # alone (trained only on strong mismatches, a network regresses every face toward an
+    # average, greyer skin).
+    strength = 0.0 if rng.random() < 0.25 else rng.uniform(0.15, 1.0)
+    fg = target + strength * (perturb_colour(target, rng) - target)
     if rng.random() < 0.5:  # misalignment of a pixel or two, as a warp would leave
         dx, dy = rng.uniform(-2, 2, size=2)
         fg = cv2.warpAffine(fg, np.float32([[1, 0, dx], [0, 1, dy]]), (size, size),

@@ -130,7 +130,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         # The error counts inside the (feathered) face region, where the change is.
         weight = mask.clamp_min(0.02)
         loss = (weight * (pred - target).abs()).sum() / weight.sum() / 3 + \
-            F.mse_loss(pred, target) * 10
+            F.mse_loss(pred, target) * 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
