@@ -224,3 +224,32 @@ def test_face_cut_by_the_border_fuses_without_touching_outside(engine, astronaut
     changed = np.abs(out.image.astype(int) - cut).max(axis=2) > 8
     assert changed[:200, :100].sum() > 500  # the visible part of the face changed
     assert not changed[300:, :].any()  # the suit did not
+
+
+def test_modes_and_poisson_change_the_face_only(engine, astronaut, astronaut_template):
+    """blend keeps the template's fine texture (closer to the template in detail), overlay
+    differs from both, Poisson stays inside the face; outside, all equal the template."""
+    import cv2
+
+    outs = {mode: engine.fuse(astronaut, astronaut_template, ratio=1.0, mode=mode,
+                              **PLAIN).image for mode in ("normal", "blend", "overlay")}
+    outs["poisson"] = engine.fuse(astronaut, astronaut_template, ratio=1.0, poisson=True,
+                                  **PLAIN).image
+    face = engine.analyzer.detect(astronaut_template)[0]
+    far = outside_box_mask(astronaut_template.shape, face.box, grow=0.6)
+    for name, out in outs.items():
+        assert np.array_equal(out[far], astronaut_template[far]), name
+    x0, y0, x1, y1 = (int(v) for v in face.box)
+    names = list(outs)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            diff = np.abs(outs[a][y0:y1, x0:x1].astype(int) - outs[b][y0:y1, x0:x1]).mean()
+            assert diff > 0.3, (a, b, diff)
+
+    def detail(img):
+        g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return g - cv2.GaussianBlur(g, (0, 0), 2)
+
+    t = detail(astronaut_template)[y0:y1, x0:x1]
+    err = {m: np.abs(detail(outs[m])[y0:y1, x0:x1] - t).mean() for m in ("normal", "blend")}
+    assert err["blend"] < err["normal"]

@@ -174,14 +174,16 @@ def random_view(arrays: list[np.ndarray], size: int, rng: np.random.Generator
 
 
 def make_composite(crop: np.ndarray, mask: np.ndarray, partner: np.ndarray, size: int,
-                   rng: np.random.Generator, template_dropout: float = 0.25
+                   rng: np.random.Generator, template_dropout: float = 0.25,
+                   strength: float | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(composite, mask, template, target): float32 HxWx3 / HxW / HxWx3 / HxWx3 in 0..1.
 
     The template is `partner` (the same person in the same light, another expression),
     seen through the same view and the same whole-photo light as the target, so it tells
     the light but not the features; with `template_dropout` it is all zeros (no template:
-    the network must then go by the surroundings alone).
+    the network must then go by the surroundings alone). `strength` fixes how strongly the
+    face region is perturbed (1.0 for evaluation); None draws it as in training.
     """
     img, msk, other = random_view([crop, mask, partner], size, rng)
     target = img.astype(np.float32) / 255.0
@@ -201,7 +203,8 @@ def make_composite(crop: np.ndarray, mask: np.ndarray, partner: np.ndarray, size
     # refiner mostly sees is a mild mismatch, and a face that already belongs must be left
     # alone (trained only on strong mismatches, a network regresses every face toward an
     # average, greyer skin).
-    strength = 0.0 if rng.random() < 0.25 else rng.uniform(0.15, 1.0)
+    if strength is None:
+        strength = 0.0 if rng.random() < 0.25 else rng.uniform(0.15, 1.0)
     fg = target + strength * (perturb_colour(target, rng) - target)
     if rng.random() < 0.5:  # misalignment of a pixel or two, as a warp would leave
         dx, dy = rng.uniform(-2, 2, size=2)
@@ -212,10 +215,11 @@ def make_composite(crop: np.ndarray, mask: np.ndarray, partner: np.ndarray, size
 
 
 def validation_composites(faces: FaceSet, size: int, per_face: int = 2, seed: int = 1234,
-                          template_dropout: float = 0.0) -> list[tuple[np.ndarray, ...]]:
+                          template_dropout: float = 0.0, strength: float | None = 1.0
+                          ) -> list[tuple[np.ndarray, ...]]:
     """A fixed set of composites (same seed, same result) for validation and evaluation:
-    (composite, mask, template, target) each."""
+    (composite, mask, template, target) each, the face region fully perturbed."""
     rng = np.random.default_rng(seed)
     return [make_composite(faces.crops[i], faces.masks[i], faces.crops[faces.partner(i)],
-                           size, rng, template_dropout)
+                           size, rng, template_dropout, strength)
             for i in range(len(faces.ids)) for _ in range(per_face)]
