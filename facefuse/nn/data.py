@@ -175,7 +175,7 @@ def random_view(arrays: list[np.ndarray], size: int, rng: np.random.Generator
 
 def make_composite(crop: np.ndarray, mask: np.ndarray, partner: np.ndarray, size: int,
                    rng: np.random.Generator, template_dropout: float = 0.25,
-                   strength: float | None = None
+                   strength: float | None = None, prematch: bool = False
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(composite, mask, template, target): float32 HxWx3 / HxW / HxWx3 / HxWx3 in 0..1.
 
@@ -183,7 +183,9 @@ def make_composite(crop: np.ndarray, mask: np.ndarray, partner: np.ndarray, size
     seen through the same view and the same whole-photo light as the target, so it tells
     the light but not the features; with `template_dropout` it is all zeros (no template:
     the network must then go by the surroundings alone). `strength` fixes how strongly the
-    face region is perturbed (1.0 for evaluation); None draws it as in training.
+    face region is perturbed (1.0 for evaluation); None draws it as in training. With
+    `prematch`, the region's colour statistics are first matched to the template's under
+    the same mask (LAB mean/std), as facefuse's texture stage does before the refiner.
     """
     img, msk, other = random_view([crop, mask, partner], size, rng)
     target = img.astype(np.float32) / 255.0
@@ -211,15 +213,19 @@ def make_composite(crop: np.ndarray, mask: np.ndarray, partner: np.ndarray, size
         fg = cv2.warpAffine(fg, np.float32([[1, 0, dx], [0, 1, dy]]), (size, size),
                             borderMode=cv2.BORDER_REFLECT)
     comp = target * (1 - m[..., None]) + fg * m[..., None]
+    if prematch and template.any():
+        from ..evaluate import lab_transfer
+
+        comp = lab_transfer(comp.astype(np.float32), m, template)
     return comp.astype(np.float32), m.astype(np.float32), template.astype(np.float32), target
 
 
 def validation_composites(faces: FaceSet, size: int, per_face: int = 2, seed: int = 1234,
-                          template_dropout: float = 0.0, strength: float | None = 1.0
-                          ) -> list[tuple[np.ndarray, ...]]:
+                          template_dropout: float = 0.0, strength: float | None = 1.0,
+                          prematch: bool = False) -> list[tuple[np.ndarray, ...]]:
     """A fixed set of composites (same seed, same result) for validation and evaluation:
     (composite, mask, template, target) each, the face region fully perturbed."""
     rng = np.random.default_rng(seed)
     return [make_composite(faces.crops[i], faces.masks[i], faces.crops[faces.partner(i)],
-                           size, rng, template_dropout, strength)
+                           size, rng, template_dropout, strength, prematch)
             for i in range(len(faces.ids)) for _ in range(per_face)]

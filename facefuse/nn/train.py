@@ -36,6 +36,8 @@ class TrainConfig:
     val_every: int = 500
     threads: int = 0
     widths: tuple[int, ...] = DEFAULT_WIDTHS
+    init: str | None = None  # start from these weights (fine-tuning)
+    prematch: bool = False  # composites colour-matched to the template first
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -52,7 +54,7 @@ def seed_everything(seed: int) -> None:
 def batch_of(faces: FaceSet, cfg: TrainConfig, rng: np.random.Generator, device: str):
     idx = rng.integers(0, len(faces.ids), cfg.batch)
     items = [make_composite(faces.crops[i], faces.masks[i], faces.crops[faces.partner(i)],
-                            cfg.size, rng) for i in idx]
+                            cfg.size, rng, prematch=cfg.prematch) for i in idx]
     comp, mask, template, target = (np.stack(parts) for parts in zip(*items, strict=True))
     nchw = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).to(device)  # noqa: E731
     return nchw(comp), torch.from_numpy(mask)[:, None].to(device), nchw(template), nchw(target)
@@ -94,11 +96,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     train_set = faces.subset([i for i, p in enumerate(faces.ids) if p in train_ids])
     val_set = faces.subset([i for i, p in enumerate(faces.ids) if p in val_ids])
     # Validation: half with the template, half without (the harmonize case).
-    val = (validation_composites(val_set, cfg.size, per_face=1, seed=1234) +
+    val = (validation_composites(val_set, cfg.size, per_face=1, seed=1234,
+                                 prematch=cfg.prematch) +
            validation_composites(val_set, cfg.size, per_face=1, seed=4321,
                                  template_dropout=1.0))
 
     model = RefineUNet(tuple(cfg.widths)).to(device)
+    if cfg.init:
+        model.load_state_dict(load_checkpoint_model(Path(cfg.init)).state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps,
                                                 pct_start=0.05)
