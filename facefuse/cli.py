@@ -163,7 +163,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ParameterError("--device cuda: no CUDA device is available here")
     cfg = TrainConfig(data=args.data, out=args.out, steps=args.steps, size=args.size,
                       batch=args.batch, lr=args.lr, seed=args.seed, device=args.device,
-                      val_every=args.val_every, init=args.init, prematch=args.prematch)
+                      val_every=args.val_every, init=args.init, prematch=args.prematch,
+                      stop_after=args.stop_after)
     summary = train(cfg, progress=not args.quiet)
     best = summary["best"]
     print(f"best validation PSNR {best['psnr_refined']:.2f} dB (composites "
@@ -372,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--init", default=None, help="start from a checkpoint (fine-tuning)")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop after this many steps (the schedule still spans --steps)")
     p.add_argument("--prematch", action="store_true",
                    help="colour-match composites to the template first (the pipeline's regime)")
     p.add_argument("--quiet", action="store_true")

@@ -105,7 +105,7 @@ class Refiner:
 
 
 def harmonize(refiner: Refiner, image: np.ndarray, mask: np.ndarray, *,
-              margin: float = 0.25, work_side: int | None = 512) -> np.ndarray:
+              margin: float = 0.25, work_side: int | None = REFINE_SIDE) -> np.ndarray:
     """Harmonise the region of `image` (uint8 RGB) where `mask` (0..1) is set.
 
     The network runs on the region's bounding box plus a margin of context (the light
@@ -124,7 +124,13 @@ def harmonize(refiner: Refiner, image: np.ndarray, mask: np.ndarray, *,
     y0 = max(0, int(ys.min() - margin * bh))
     y1 = min(h, int(ys.max() + 1 + margin * bh))
     region = image[y0:y1, x0:x1].astype(np.float32)
-    refined = refiner(region, mask[y0:y1, x0:x1], None, work_side=work_side)
+    region_mask = mask[y0:y1, x0:x1].astype(np.float32)
+    # As in the pipeline, the network refines a region whose colour statistics were first
+    # matched (here to its surroundings: there is no template face).
+    from .texture import lab_transfer
+
+    matched = lab_transfer(region / 255.0, region_mask) * 255.0
+    refined = refiner(matched, region_mask, None, work_side=work_side)
     out = image.copy()
     out[y0:y1, x0:x1] = np.clip(refined + 0.5, 0, 255).astype(np.uint8)
     return out

@@ -181,3 +181,33 @@ def mix(source_warped: np.ndarray, template_warped: np.ndarray, shape: np.ndarra
         weight = weight * (1.0 - mouth_mask(shape, size))
     image = tpl + weight[..., None] * (matched - tpl)
     return Composite(image=image, weight=weight, face=face)
+
+
+def _ring(mask: np.ndarray, width: int) -> np.ndarray:
+    """Pixels just outside the region's half-way edge. (Measured: a ring outside the whole
+    feather lands on hair and background and scores ~2.6 dB worse; the baselines get
+    their best variant.)"""
+    hard = (mask > 0.5).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+    return (cv2.dilate(hard, kernel) > 0) & (hard == 0)
+
+
+def lab_transfer(comp: np.ndarray, mask: np.ndarray, template: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Classical baseline: the region's LAB mean/std matched to a reference: the template's
+    face under the same mask when there is one (what facefuse's texture stage does), else a
+    ring of surroundings."""
+    lab = cv2.cvtColor(comp.astype(np.float32), cv2.COLOR_RGB2LAB)
+    fg = mask > 0.5
+    if template is not None:
+        ref_lab, ref = cv2.cvtColor(template.astype(np.float32), cv2.COLOR_RGB2LAB), fg
+    else:
+        ref_lab, ref = lab, _ring(mask, max(4, comp.shape[0] // 20))
+    if fg.sum() < 10 or ref.sum() < 10:
+        return comp
+    f_mean, f_std = lab[fg].mean(axis=0), lab[fg].std(axis=0) + 1e-3
+    r_mean, r_std = ref_lab[ref].mean(axis=0), ref_lab[ref].std(axis=0) + 1e-3
+    moved = (lab - f_mean) * (r_std / f_std) + r_mean
+    moved[..., 0] = np.clip(moved[..., 0], 0, 100)
+    out = cv2.cvtColor(moved.astype(np.float32), cv2.COLOR_LAB2RGB)
+    return np.clip(comp + mask[..., None] * (out - comp), 0, 1)

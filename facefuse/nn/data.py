@@ -25,7 +25,7 @@ from ..align import align_face
 from ..analysis import FaceAnalyzer
 from ..errors import FaceFuseError
 from ..imageio import load_image
-from ..texture import face_mask
+from ..texture import face_mask, lab_transfer
 
 CACHE_SIZE = 512
 VALIDATION_EVERY = 7  # every 7th identity (sorted) is held out: 10 of the 68 London people
@@ -214,8 +214,6 @@ def make_composite(crop: np.ndarray, mask: np.ndarray, partner: np.ndarray, size
                             borderMode=cv2.BORDER_REFLECT)
     comp = target * (1 - m[..., None]) + fg * m[..., None]
     if prematch and template.any():
-        from ..evaluate import lab_transfer
-
         comp = lab_transfer(comp.astype(np.float32), m, template)
     return comp.astype(np.float32), m.astype(np.float32), template.astype(np.float32), target
 

@@ -37,6 +37,7 @@ class TrainConfig:
     threads: int = 0
     widths: tuple[int, ...] = DEFAULT_WIDTHS
     init: str | None = None  # start from these weights (fine-tuning)
+    stop_after: int | None = None  # stop early, keeping the schedule of `steps`
     prematch: bool = False  # composites colour-matched to the template first
 
 
@@ -128,7 +129,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     producer = ThreadPoolExecutor(1)
     upcoming = producer.submit(batch_of, train_set, cfg, rng, device)
-    while step < cfg.steps:
+    last = min(cfg.steps, cfg.stop_after or cfg.steps)
+    while step < last:
         comp, mask, template, target = upcoming.result()
         upcoming = producer.submit(batch_of, train_set, cfg, rng, device)
         pred = model(comp, mask, template)
@@ -145,7 +147,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         loss_avg = 0.98 * loss_avg + 0.02 * loss_value if step > 1 else loss_value
         bar.update(1)
         bar.set_postfix(loss=f"{loss_avg:.4f}")
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        if step % cfg.val_every == 0 or step == last:
             metrics = evaluate(model, val, device)
             metrics.update(step=step, minutes=(time.time() - started) / 60)
             history.append(metrics)
