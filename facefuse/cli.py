@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("template_dir", help="folder of template photos")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--workers", type=int, default=0,
-                   help="worker processes (default: one per core)")
+                   help="worker threads (default: one per core)")
     p.add_argument("--ext", default=None, help="output extension, e.g. .png (default: the "
                    "template's own)")
     p.add_argument("--report", default=None, help="write a JSON report of every photo")

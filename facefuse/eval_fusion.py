@@ -192,7 +192,9 @@ def summary_table(report: dict) -> str:
             return "–"
         s = stats[metric]
         text = fmt.format(s["mean"])
-        return f"{text} ({fmt.format(s['worst'])})" if worst else text
+        if not worst:
+            return text
+        return f"{text} / {fmt.format(s['median'])} ({fmt.format(s['worst'])})"
 
     for config, by_ratio in report["summary"].items():
         for ratio, stats in by_ratio.items():
@@ -203,8 +205,8 @@ def summary_table(report: dict) -> str:
                 f"{cell(stats, 'seam', '{:.2f}')} | {cell(stats, 'found', '{:.0%}', False)} | "
                 f"{cell(stats, 'ms', '{:.0f}', False)} |")
     lines.append("")
-    lines.append("Means over pairs, the worst pair in brackets. Identity: dlib descriptor "
-                 "distance (below ~0.6 = same person for dlib).")
+    lines.append("Mean / median over pairs, the worst pair in brackets. Identity: dlib "
+                 "descriptor distance (below ~0.6 = same person for dlib).")
     return "\n".join(lines)
 
 

@@ -95,7 +95,9 @@ def paste_back(template: np.ndarray, aligned: AlignedFace, field: WarpField,
     warped = cv2.remap(template, image_xy, None, cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
     change = crop_to_roi(np.dstack([delta, region]).astype(np.float32), aligned, roi)
-    result = np.clip(warped + change[..., :3] + 0.5, 0, 255).astype(np.uint8)
+    # uint8 + float change, rounded and saturated to uint8 in one OpenCV pass.
+    result = cv2.add(warped.astype(np.float32), np.ascontiguousarray(change[..., :3]),
+                     dtype=cv2.CV_8U)
     if poisson:
         result = _poisson(result, warped, change[..., 3])
     out[roi.slices] = result
