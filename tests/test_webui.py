@@ -70,7 +70,8 @@ def test_api_fuse_by_name_with_defaults(server, photos, astronaut_template):
                          template=handle_file(str(photos["template"])), api_name="/fuse")
     image = np.asarray(Image.open(out).convert("RGB"))
     assert image.shape == astronaut_template.shape
-    assert np.abs(image.astype(int) - astronaut_template).mean() > 0.5  # the face changed
+    changed = np.abs(image.astype(int) - astronaut_template).max(axis=2) > 4
+    assert changed.sum() > 1000  # the face changed (same woman, so not by much)
     lowered = client.predict(source=handle_file(str(photos["source"])),
                              template=handle_file(str(photos["template"])), ratio=0.0,
                              smoothing=0.0, api_name="/fuse")
