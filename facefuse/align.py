@@ -86,12 +86,20 @@ def align_face(rgb: np.ndarray, face: Face, size: int = 512) -> AlignedFace:
     source, warp = rgb, to_crop
     if scale < 0.8:
         # warpAffine only interpolates; shrink with area averaging first so a big photo
-        # does not alias into the crop.
+        # does not alias into the crop. Only the part of the photo the crop covers.
         h, w = rgb.shape[:2]
-        small = (max(1, round(w * scale)), max(1, round(h * scale)))
-        source = cv2.resize(rgb, small, interpolation=cv2.INTER_AREA)
-        fx, fy = small[0] / w, small[1] / h
-        warp = to_crop @ np.array([[1 / fx, 0, 0], [0, 1 / fy, 0], [0, 0, 1]])
+        corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+        box = apply_affine(invert_affine(to_crop), corners)
+        x0, y0 = np.clip(np.floor(box.min(axis=0)).astype(int) - 2, 0, [w, h])
+        x1, y1 = np.clip(np.ceil(box.max(axis=0)).astype(int) + 2, 0, [w, h])
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            part = rgb[y0:y1, x0:x1]
+            small = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+            source = cv2.resize(part, small, interpolation=cv2.INTER_AREA)
+            fx, fy = small[0] / (x1 - x0), small[1] / (y1 - y0)
+            # crop <- photo <- part <- small
+            warp = to_crop @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]]) @ np.array(
+                [[1 / fx, 0, 0], [0, 1 / fy, 0], [0, 0, 1]])
     crop = cv2.warpAffine(source, warp, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
     lm = face.landmarks.astype(np.float64).copy()

@@ -83,23 +83,23 @@ def paste_back(template: np.ndarray, aligned: AlignedFace, field: WarpField,
     # through one resampling; pixels whose footprint leaves the crop are not valid.) Where
     # the map is the identity, remap reproduces the template's pixels exactly: its
     # fixed-point weights round the float error of the round trip to zero.
-    ones = np.ones(field.map_x.shape, np.float32)
-    planes = crop_to_roi(cv2.merge([field.map_x, field.map_y, ones]), aligned, roi)
-    image_xy = cv2.transform(np.ascontiguousarray(planes[..., :2]),
-                             aligned.to_image.astype(np.float32))
-    valid = planes[..., 2] > 0.999
+    # Outside the crop the resampled map is NaN (the border value), and so is any pixel
+    # whose bilinear footprint reaches outside: those get the identity.
+    planes = crop_to_roi(cv2.merge([field.map_x, field.map_y]), aligned, roi,
+                         border_value=float("nan"))
+    image_xy = cv2.transform(planes, aligned.to_image.astype(np.float32))
+    valid = ~np.isnan(image_xy[..., 0])
     if not valid.all():
         gx, gy = np.meshgrid(np.arange(roi.x0, roi.x1, dtype=np.float32),
                              np.arange(roi.y0, roi.y1, dtype=np.float32))
         image_xy[~valid] = np.dstack([gx, gy])[~valid]
     warped = cv2.remap(template, image_xy, None, cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
-    change = crop_to_roi(np.dstack([delta, region]).astype(np.float32), aligned, roi)
+    change = crop_to_roi(delta.astype(np.float32, copy=False), aligned, roi)
     # uint8 + float change, rounded and saturated to uint8 in one OpenCV pass.
-    result = cv2.add(warped.astype(np.float32), np.ascontiguousarray(change[..., :3]),
-                     dtype=cv2.CV_8U)
+    result = cv2.add(warped.astype(np.float32), change, dtype=cv2.CV_8U)
     if poisson:
-        result = _poisson(result, warped, change[..., 3])
+        result = _poisson(result, warped, crop_to_roi(region.astype(np.float32), aligned, roi))
     out[roi.slices] = result
     return out, roi
 
