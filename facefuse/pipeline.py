@@ -169,11 +169,12 @@ class FaceFuser:
                 mouth_open = face.mouth_open_ratio() > texture.MOUTH_OPEN_THRESHOLD
                 comp = texture.mix(src_warped, tpl_warped, shape, params.ratio,
                                    mouth_open=mouth_open, region=region)
-                fused, weight, face_region = comp.image, comp.weight, comp.face
+                fused, weight, face_region, skin = comp.image, comp.weight, comp.face, comp.skin
             else:
                 fused = tpl_warped
                 weight = np.zeros((size, size), np.float32)
                 face_region = texture.face_mask(shape, size, region)
+                skin = texture.skin_mask(shape, size, face_region)
         with timings.stage("refine"):
             if params.refine and params.ratio > 0:
                 fused = self.refiner(params.backend)(fused, face_region, tpl_warped,
@@ -193,7 +194,6 @@ class FaceFuser:
                 region_full = crop_to_roi(face_region, tpl, roi)
                 patch = out[roi.slices]
                 if params.smoothing > 0:
-                    skin = texture.skin_mask(shape, size)
                     patch = finish.smooth_skin(patch, crop_to_roi(skin, tpl, roi),
                                                params.smoothing, tpl.scale)
                 patch = finish.adjust_tone(patch, region_full, params.brightness,

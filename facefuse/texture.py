@@ -98,9 +98,10 @@ def mouth_mask(shape: np.ndarray, size: int) -> np.ndarray:
     return cv2.GaussianBlur(hard, (0, 0), grow / 2).astype(np.float32) / 255.0
 
 
-def skin_mask(shape: np.ndarray, size: int) -> np.ndarray:
-    """Skin only (0..1): the face mask minus eyes, brows and lips."""
-    return face_mask(shape, size) * (1.0 - feature_mask(shape, size).astype(np.float32) / 255.0)
+def skin_mask(shape: np.ndarray, size: int, face: np.ndarray | None = None) -> np.ndarray:
+    """Skin only (0..1): the face mask (given, or drawn from `shape`) minus eyes, brows, lips."""
+    face = face_mask(shape, size) if face is None else face
+    return face * (1.0 - feature_mask(shape, size).astype(np.float32) / 255.0)
 
 
 def _masked_blur(image: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
@@ -165,6 +166,7 @@ class Composite:
     image: np.ndarray  # (size, size, 3) float32 0..255: the coarse fused crop
     weight: np.ndarray  # (size, size) float32 0..1: how much of the source went in
     face: np.ndarray  # (size, size) float32 0..1: the face region (for finish and refine)
+    skin: np.ndarray  # (size, size) float32 0..1: the face region minus eyes, brows, lips
 
 
 def mix(source_warped: np.ndarray, template_warped: np.ndarray, shape: np.ndarray,
@@ -174,13 +176,13 @@ def mix(source_warped: np.ndarray, template_warped: np.ndarray, shape: np.ndarra
     src = source_warped.astype(np.float32)
     tpl = template_warped.astype(np.float32)
     face = face_mask(shape, size, region)
-    skin = face * (1.0 - feature_mask(shape, size).astype(np.float32) / 255.0)
+    skin = skin_mask(shape, size, face)
     matched = match_colour(src, tpl, skin)
     weight = ratio * face
     if mouth_open:
         weight = weight * (1.0 - mouth_mask(shape, size))
     image = tpl + weight[..., None] * (matched - tpl)
-    return Composite(image=image, weight=weight, face=face)
+    return Composite(image=image, weight=weight, face=face, skin=skin)
 
 
 def _ring(mask: np.ndarray, width: int) -> np.ndarray:
