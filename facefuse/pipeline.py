@@ -21,7 +21,7 @@ from .analysis import Face, FaceAnalyzer, pick_face
 from .errors import ParameterError
 from .imageio import ImageSource, load_image
 from .params import FusionParams
-from .paste import REGION_EPS, changed_roi, crop_to_roi, paste_back
+from .paste import REGION_EPS, paste_back
 from .refine import REFINE_SIDE, Refiner, load_refiner
 
 STAGES = ("load", "analyse", "align", "geometry", "texture", "refine", "paste", "finish")
@@ -180,26 +180,16 @@ class FaceFuser:
                 fused = self.refiner(params.backend)(fused, face_region, tpl_warped,
                                                      work_side=REFINE_SIDE)
         with timings.stage("finish"):
+            if params.ratio == 0:  # only the finishing touches may change the template
+                fused = tpl_warped
             fused = finish.apply_mode(fused, tpl_warped, weight, face_region, params.mode)
+            fused = finish.smooth_skin(fused, skin, params.smoothing)
+            fused = finish.adjust_tone(fused, face_region, params.brightness,
+                                       params.contrast, params.saturation)
         with timings.stage("paste"):
             delta = (fused - tpl_warped) * (face_region > REGION_EPS)[..., None]
-            if params.ratio == 0:
-                delta[:] = 0
-            out, roi = paste_back(image, tpl, tpl_field, delta, face_region,
-                                  poisson=params.poisson and params.ratio > 0)
-        with timings.stage("finish"):
-            if roi is None or params.ratio == 0:
-                roi = changed_roi(tpl, face_region > 0.002, image.shape)
-            if roi is not None:
-                region_full = crop_to_roi(face_region, tpl, roi)
-                patch = out[roi.slices]
-                if params.smoothing > 0:
-                    patch = finish.smooth_skin(patch, crop_to_roi(skin, tpl, roi),
-                                               params.smoothing, tpl.scale)
-                patch = finish.adjust_tone(patch, region_full, params.brightness,
-                                           params.contrast, params.saturation)
-                out = out.copy() if out is image else out
-                out[roi.slices] = patch
+            out, _ = paste_back(image, tpl, tpl_field, delta, face_region,
+                                poisson=params.poisson and params.ratio > 0)
         return out
 
 

@@ -253,3 +253,61 @@ def test_modes_and_poisson_change_the_face_only(engine, astronaut, astronaut_tem
     t = detail(astronaut_template)[y0:y1, x0:x1]
     err = {m: np.abs(detail(outs[m])[y0:y1, x0:x1] - t).mean() for m in ("normal", "blend")}
     assert err["blend"] < err["normal"]
+
+
+def _face_box(face, image_shape, shrink: float = 0.2) -> tuple[slice, slice]:
+    """The inner part of a detected face box (cheeks, nose, eyes): skin, no background."""
+    x0, y0, x1, y1 = face.box
+    w, h = x1 - x0, y1 - y0
+    return (slice(int(y0 + shrink * h), int(y1 - shrink * h)),
+            slice(int(x0 + shrink * w), int(x1 - shrink * w)))
+
+
+def test_skin_smoothing_removes_fine_texture_from_skin_only(engine, astronaut_template):
+    """On a real aligned face: skin loses fine texture; eyes, brows and lips keep theirs."""
+    from facefuse import finish, texture
+    from facefuse.align import align_face
+
+    face = engine.analyzer.detect(astronaut_template)[0]
+    crop = align_face(astronaut_template, face, 512)
+    image = crop.crop.astype(np.float32)
+    skin = texture.skin_mask(crop.landmarks[:, :2], 512)
+    smooth = finish.smooth_skin(image, skin, 1.0)
+
+    def fine_energy(img: np.ndarray, where: np.ndarray) -> float:
+        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        return float(np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 2.0))[where].mean())
+
+    on_skin, off_skin = skin > 0.9, skin == 0
+    assert fine_energy(smooth, on_skin) < 0.7 * fine_energy(image, on_skin)
+    assert np.array_equal(smooth[off_skin], image[off_skin])
+
+
+def test_skin_smoothing_changes_nothing_far_from_the_face(engine, astronaut,
+                                                          astronaut_template):
+    plain = engine.fuse(astronaut, astronaut_template, ratio=0.6, **PLAIN)
+    smooth = engine.fuse(astronaut, astronaut_template, ratio=0.6,
+                         **{**PLAIN, "smoothing": 1.0})
+    inner = _face_box(plain.template_faces[0], astronaut_template.shape)
+    assert np.abs(smooth.image[inner].astype(int) - plain.image[inner]).mean() > 0.5
+    far = outside_box_mask(astronaut_template.shape, plain.template_faces[0].box, grow=0.6)
+    assert np.array_equal(smooth.image[far], plain.image[far])
+
+
+def test_brightness_lifts_the_face_region_only(engine, astronaut, astronaut_template):
+    base = engine.fuse(astronaut, astronaut_template, ratio=0.6, **PLAIN)
+    bright = engine.fuse(astronaut, astronaut_template, ratio=0.6,
+                         **{**PLAIN, "brightness": 0.2})
+    inner = _face_box(base.template_faces[0], astronaut_template.shape)
+    lift = bright.image[inner].astype(float).mean() - base.image[inner].astype(float).mean()
+    assert lift > 15  # 0.2 is +10 L*: roughly +20 to +30 in 8-bit RGB on skin
+    far = outside_box_mask(astronaut_template.shape, base.template_faces[0].box, grow=0.6)
+    assert np.array_equal(bright.image[far], base.image[far])
+
+
+def test_finishing_alone_applies_at_ratio_zero(engine, astronaut, astronaut_template):
+    """Ratio 0 keeps the face, but the requested brightness still applies to it."""
+    out = engine.fuse(astronaut, astronaut_template, ratio=0.0,
+                      **{**PLAIN, "brightness": 0.2}).image
+    inner = _face_box(engine.analyzer.detect(astronaut_template)[0], out.shape)
+    assert out[inner].astype(float).mean() > astronaut_template[inner].astype(float).mean() + 15
