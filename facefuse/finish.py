@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from .errors import ParameterError
+from .texture import mask_box
 
 
 def apply_mode(fused: np.ndarray, template: np.ndarray, weight: np.ndarray, face: np.ndarray,
@@ -42,7 +43,7 @@ def smooth_skin(face: np.ndarray, skin: np.ndarray, amount: float) -> np.ndarray
     """
     if amount <= 0:
         return face
-    box = _bounding_box(skin > 0.01, pad=8)
+    box = mask_box(skin > 0.01, pad=8)
     if box is None:
         return face
     ys, xs = box
@@ -67,7 +68,7 @@ def adjust_tone(face: np.ndarray, region: np.ndarray, brightness: float, contras
     feathered `region` (0..1) only. Float crop in, float crop out."""
     if brightness == 0 and contrast == 0 and saturation == 0:
         return face
-    box = _bounding_box(region > 0.002, pad=1)
+    box = mask_box(region > 0.002, pad=1)
     if box is None:
         return face
     ys, xs = box
@@ -82,17 +83,6 @@ def adjust_tone(face: np.ndarray, region: np.ndarray, brightness: float, contras
     out = face.copy()
     out[ys, xs] = patch + weights[..., None] * (rgb - patch)
     return out
-
-
-def _bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, slice] | None:
-    """Row and column slices around the True pixels of `mask`, grown by `pad`."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if len(rows) == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    h, w = mask.shape
-    return (slice(max(0, rows[0] - pad), min(h, rows[-1] + 1 + pad)),
-            slice(max(0, cols[0] - pad), min(w, cols[-1] + 1 + pad)))
 
 
 def resize_output(image: np.ndarray, resolution: str) -> np.ndarray:

@@ -90,9 +90,9 @@ def paste_back(template: np.ndarray, aligned: AlignedFace, field: WarpField,
     image_xy = cv2.transform(planes, aligned.to_image.astype(np.float32))
     valid = ~np.isnan(image_xy[..., 0])
     if not valid.all():
-        gx, gy = np.meshgrid(np.arange(roi.x0, roi.x1, dtype=np.float32),
-                             np.arange(roi.y0, roi.y1, dtype=np.float32))
-        image_xy[~valid] = np.dstack([gx, gy])[~valid]
+        iy, ix = np.nonzero(~valid)
+        image_xy[iy, ix, 0] = ix + roi.x0
+        image_xy[iy, ix, 1] = iy + roi.y0
     warped = cv2.remap(template, image_xy, None, cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
     change = crop_to_roi(delta.astype(np.float32, copy=False), aligned, roi)

@@ -104,6 +104,17 @@ def skin_mask(shape: np.ndarray, size: int, face: np.ndarray | None = None) -> n
     return face * (1.0 - feature_mask(shape, size).astype(np.float32) / 255.0)
 
 
+def mask_box(mask: np.ndarray, pad: int) -> tuple[slice, slice] | None:
+    """Row and column slices around the True pixels of `mask`, grown by `pad`."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (slice(max(0, rows[0] - pad), min(h, rows[-1] + 1 + pad)),
+            slice(max(0, cols[0] - pad), min(w, cols[-1] + 1 + pad)))
+
+
 def _masked_blur(image: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur that only averages where `weight` > 0 (normalised convolution).
 
@@ -134,11 +145,13 @@ def _weighted_stats(lab: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np
     return mean, np.sqrt(var) + 1e-3
 
 
-def match_colour(source: np.ndarray, template: np.ndarray, skin: np.ndarray) -> np.ndarray:
+def match_colour(source: np.ndarray, template: np.ndarray, skin: np.ndarray,
+                 sigma: float | None = None) -> np.ndarray:
     """Source crop (float32 0..255 RGB) recoloured and relit to the template's skin.
 
     Two steps: a LAB mean/std transfer on skin (overall tone), then the difference of the
-    two skins' low frequencies (directional light, colour casts) added back.
+    two skins' low frequencies (Gaussian `sigma`, default 1/24 of the crop: directional
+    light, colour casts) added back.
     """
     weight = (skin > 0.5).astype(np.float32)
     if weight.sum() < 50:
@@ -151,8 +164,7 @@ def match_colour(source: np.ndarray, template: np.ndarray, skin: np.ndarray) -> 
     t_mean, t_std = _weighted_stats(tpl_lab, weight)
     gain = np.clip(t_std / s_std, 0.5, 2.0)
     out_lab = (src_lab - s_mean) * gain + t_mean
-    size = source.shape[0]
-    sigma = size / 24.0
+    sigma = source.shape[0] / 24.0 if sigma is None else sigma
     out_lab += _masked_blur(tpl_lab, weight, sigma) - _masked_blur(out_lab, weight, sigma)
     out_lab[..., 0] = np.clip(out_lab[..., 0], 0, 100)
     rgb = cv2.cvtColor(out_lab.astype(np.float32), cv2.COLOR_LAB2RGB) * 255.0
@@ -177,11 +189,14 @@ def mix(source_warped: np.ndarray, template_warped: np.ndarray, shape: np.ndarra
     tpl = template_warped.astype(np.float32)
     face = face_mask(shape, size, region)
     skin = skin_mask(shape, size, face)
-    matched = match_colour(src, tpl, skin)
     weight = ratio * face
     if mouth_open:
         weight = weight * (1.0 - mouth_mask(shape, size))
-    image = tpl + weight[..., None] * (matched - tpl)
+    image = tpl.copy()
+    box = mask_box(weight > 0, pad=2)
+    if box is not None:  # only the face's box is recoloured and mixed: ~half the crop
+        matched = match_colour(src[box], tpl[box], skin[box], sigma=size / 24.0)
+        image[box] += weight[box][..., None] * (matched - tpl[box])
     return Composite(image=image, weight=weight, face=face, skin=skin)
 
 
