@@ -5,14 +5,20 @@
   recipe) run on the same pairs in the same process;
 - live: frames per second of the camera path on a recorded face video (640x480);
 - preview: the WebUI's slider preview (downscaled copies, 320 crop);
-- refiner: U-Net latency per backend and size.
+- refiner: U-Net latency per backend and size;
+- phone: per backend x size, each in a fresh subprocess: file size, load time, warm latency
+  p50/p95, peak RSS, and face-region PSNR against ONNX FP32 on held-out faces.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -147,17 +153,20 @@ def bench_live(photo: np.ndarray, source: np.ndarray, frames: int = 150,
         with LiveFuser(engine, prepared, params) as live:
             for frame in clip[:10]:
                 live.process(frame)
-            times, found = [], 0
+            times, found, stages = [], 0, {}
             start = time.perf_counter()
             for frame in clip:
                 r = live.process(frame)
                 times.append(r.ms)
                 found += r.face_found
+                for k, v in r.timings.items():
+                    stages.setdefault(k, []).append(v)
             total = time.perf_counter() - start
     return {"frames": len(clip), "fps": len(clip) / total,
             "frame_ms_p50": float(np.percentile(times, 50)),
             "frame_ms_p95": float(np.percentile(times, 95)), "face_found": found,
-            "refine": refine, "backend": backend}
+            "refine": refine, "backend": live.params.backend if refine else "off",
+            "stages_ms": {k: statistics.median(v) for k, v in stages.items()}}
 
 
 def bench_preview(source: np.ndarray, template: np.ndarray, runs: int = 15) -> dict[str, Any]:
@@ -213,6 +222,150 @@ def bench_refiner(backends: list[str], sizes: list[int], runs: int = 30) -> list
     return rows
 
 
+PHONE_BACKENDS = ("ort-fp32", "ort-int8", "litert-fp32", "litert-int8")
+
+
+def backend_file(models: Path, backend: str, size: int) -> Path:
+    """The file an export folder holds for `backend` at `size` (ONNX files take any size)."""
+    return models / {"ort-fp32": "unet_fp32.onnx", "ort-int8": "unet_int8.onnx",
+                     "litert-fp32": f"unet_fp32_{size}.tflite",
+                     "litert-int8": f"unet_int8_{size}.tflite"}[backend]
+
+
+def bench_phone(models: Path, sizes: list[int], held_out: list[tuple[np.ndarray, ...]],
+                runs: int = 30) -> list[dict[str, Any]]:
+    """Each backend x size in a fresh subprocess (so load time and peak RSS are its own):
+    file size, load ms, warm latency p50/p95, peak RSS; then face-region PSNR of its outputs
+    on `held_out` crops against ONNX FP32 at the same size."""
+    from .refine import to_feeds
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        for size in sizes:
+            inputs = tmpdir / f"in_{size}.npz"
+            feeds = [to_feeds(*(cv2.resize(np.asarray(a, np.float32), (size, size),
+                                           interpolation=cv2.INTER_AREA) for a in sample))
+                     for sample in held_out]
+            np.savez(inputs, **{f"{i}_{j}": f for i, fs in enumerate(feeds)
+                                for j, f in enumerate(fs)})
+            reference = None
+            for backend in PHONE_BACKENDS:
+                path = backend_file(models, backend, size)
+                if not path.exists():
+                    rows.append({"backend": backend, "size": size, "missing": path.name})
+                    continue
+                outputs = tmpdir / f"out_{backend}_{size}.npz"
+                proc = subprocess.run([sys.executable, "-m", "facefuse.bench", "worker",
+                                       str(path), str(inputs), str(outputs), str(runs)],
+                                      capture_output=True, text=True, check=False)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"bench worker failed for {path}: {proc.stderr[-2000:]}")
+                row = json.loads(proc.stdout.strip().splitlines()[-1])
+                got = np.load(outputs)
+                outs = [got[str(i)] for i in range(len(feeds))]
+                if backend == "ort-fp32":
+                    reference = outs
+                if reference is not None:
+                    psnrs = [_face_psnr(r, o, f[1]) for r, o, f in
+                             zip(reference, outs, feeds, strict=True)]
+                    row["face_psnr_vs_fp32_db"] = float(np.mean(psnrs))
+                    row["face_psnr_vs_fp32_db_min"] = float(np.min(psnrs))
+                rows.append({"backend": backend, "size": size, "file": path.name,
+                             "file_kb": path.stat().st_size / 1024, **row})
+    return rows
+
+
+def _face_psnr(ref: np.ndarray, got: np.ndarray, mask: np.ndarray) -> float:
+    sel = np.broadcast_to(mask > 0.5, ref.shape)
+    mse = float(np.mean((ref[sel].astype(np.float64) - got[sel]) ** 2))
+    return 99.0 if mse <= 1e-20 else 10 * np.log10(1.0 / mse)
+
+
+def _worker(path: str, inputs: str, outputs: str, runs: int) -> None:
+    """Runs in the fresh subprocess: load, time and run one model file; JSON on stdout."""
+    import resource
+
+    from .refine import Refiner
+
+    base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    refiner = Refiner(path)
+    load_ms = (time.perf_counter() - start) * 1000
+    z = np.load(inputs)
+    count = len({k.split("_")[0] for k in z.files})
+    feeds = [tuple(z[f"{i}_{j}"] for j in range(3)) for i in range(count)]
+    for f in feeds[:3]:
+        refiner.session.run(*f)
+    times = []
+    for i in range(runs):
+        t = time.perf_counter()
+        refiner.session.run(*feeds[i % len(feeds)])
+        times.append((time.perf_counter() - t) * 1000)
+    np.savez(outputs, **{str(i): refiner.session.run(*f) for i, f in enumerate(feeds)})
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"load_ms": load_ms, "p50_ms": float(np.percentile(times, 50)),
+                      "p95_ms": float(np.percentile(times, 95)),
+                      "peak_rss_mb": peak_kb / 1024, "runtime_rss_mb": (peak_kb - base_kb) / 1024}))
+
+
+def coreml_rows(models: Path, sizes: list[int]) -> list[dict[str, Any]]:
+    """Core ML packages in the export folder: size on disk (they run on Apple only)."""
+    rows = []
+    for size in sizes:
+        for kind, name in (("coreml-fp16", f"unet_fp16_{size}.mlpackage"),
+                           ("coreml-int8w", f"unet_int8w_{size}.mlpackage")):
+            path = models / name
+            if path.exists():
+                kb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1024
+                rows.append({"backend": kind, "size": size, "file": name, "file_kb": kb,
+                             "note": "spec verified; Core ML runs on Apple platforms only"})
+    return rows
+
+
+def plot(report: dict[str, Any], path: Path) -> Path:
+    """PNG: refiner latency per backend x size, and the per-stage time of both paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    rows = [r for r in report.get("phone", []) if "p50_ms" in r]
+    labels = [f"{r['backend']}\n{r['size']}" for r in rows]
+    axes[0].bar(labels, [r["p50_ms"] for r in rows], color="#4c72b0")
+    axes[0].errorbar(labels, [r["p50_ms"] for r in rows],
+                     yerr=[[0] * len(rows), [r["p95_ms"] - r["p50_ms"] for r in rows]],
+                     fmt="none", ecolor="black", capsize=3)
+    for i, r in enumerate(rows):
+        if "face_psnr_vs_fp32_db" in r and r["backend"] != "ort-fp32":
+            axes[0].annotate(f"{min(r['face_psnr_vs_fp32_db'], 99):.0f} dB",
+                             (i, r["p95_ms"]), ha="center", va="bottom", fontsize=8)
+    axes[0].set_ylabel("U-Net latency, ms (p50, bar to p95)")
+    axes[0].set_title("Refiner per backend x size (PSNR vs FP32 above)")
+    axes[0].tick_params(axis="x", labelsize=8)
+    paths = {}
+    if "album" in report:
+        paths["album 1350 px"] = report["album"]["stages_ms"]
+    for r in report.get("live", []):
+        if r.get("stages_ms"):
+            paths[f"camera 320 ({r['backend']})"] = r["stages_ms"]
+    stages = ["analyse", "align", "geometry", "texture", "refine", "finish", "paste"]
+    bottom = np.zeros(len(paths))
+    for stage in stages:
+        values = np.array([p.get(stage, 0.0) for p in paths.values()])
+        axes[1].bar(list(paths), values, bottom=bottom, label=stage)
+        bottom += values
+    axes[1].set_ylabel("ms per photo / frame")
+    axes[1].set_title("End-to-end pipeline per stage")
+    axes[1].legend(fontsize=8)
+    axes[1].tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"Machine: {report['machine']['cores']} cores, {report['machine']['cpu']}, "
              f"Python {report['machine']['python']}", ""]
@@ -237,6 +390,13 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {r['backend'] if r['refine'] else 'off'} | {r['fps']:.1f} | "
                          f"{r['frame_ms_p50']:.1f} | {r['frame_ms_p95']:.1f} | "
                          f"{r['face_found']}/{r['frames']} |")
+        stages = [k for k in ("analyse", "align", "geometry", "texture", "refine", "finish",
+                              "paste") if any(k in r.get("stages_ms", {}) for r in report["live"])]
+        lines += ["", "| camera frame, ms (median) | " + " | ".join(stages) + " |",
+                  "|---|" + "---:|" * len(stages)]
+        for r in report["live"]:
+            lines.append(f"| refine {r['backend']} | " + " | ".join(
+                f"{r.get('stages_ms', {}).get(k, 0.0):.1f}" for k in stages) + " |")
         lines.append("")
     if "preview" in report:
         p = report["preview"]

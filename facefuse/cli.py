@@ -242,6 +242,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from . import bench
     from .imageio import load_image
+    from .refine import MODELS_DIR, model_path
 
     data = Path(args.data) if args.data else None
     if data is not None and (data / "neutral").is_dir():
@@ -252,17 +253,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ParameterError("--data must be the London set layout (neutral/, smiling/)")
     source, template = load_image(pairs[0][0]), load_image(pairs[0][1])
     report: dict = {"machine": bench.machine()}
-    parts = args.only.split(",") if args.only else ["album", "live", "preview", "refiner"]
+    parts = args.only.split(",") if args.only else ["album", "live", "preview", "refiner",
+                                                     "phone"]
+    if "phone" in parts:
+        from .export import real_samples
+
+        sizes = [int(v) for v in args.sizes.split(",")]
+        models = Path(args.models) if args.models else MODELS_DIR
+        held_out = real_samples(data, 12, 512, seed=11, held_out=True)
+        report["phone"] = bench.bench_phone(models, sizes, held_out) + \
+            bench.coreml_rows(models, sizes)
     if "refiner" in parts:
-        report["refiner"] = bench.bench_refiner(list(BACKENDS), [320, 512])
+        report["refiner"] = bench.bench_refiner(["ort-fp32", "ort-int8"], [320, 512])
     if "preview" in parts:
         report["preview"] = bench.bench_preview(source, template)
     if "live" in parts:
         report["live"] = [bench.bench_live(template, source, refine=False)]
-        for backend in BACKENDS:
-            from .refine import model_path
-
-            if model_path(backend).exists():
+        for backend in ("ort-int8", "litert-int8"):  # what the camera path runs
+            if model_path(backend).exists() and _runtime_available(backend):
                 report["live"].append(bench.bench_live(template, source, backend=backend))
     if "album" in parts:
         report["album"] = bench.bench_album(pairs, sorted((data / "smiling").glob("*.jpg"))[
@@ -270,27 +278,71 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(bench.markdown(report))
     if args.json:
         Path(args.json).write_text(_json.dumps(report, indent=2))
+    if args.plot:
+        print(f"chart: {bench.plot(report, Path(args.plot))}")
     return 0
+
+
+def _runtime_available(backend: str) -> bool:
+    if not backend.startswith("litert"):
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec("ai_edge_litert") is not None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx_files
+    from .export import FORMATS, export_all
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    unknown = sorted(set(formats) - {"onnx", "int8"})
-    if unknown:
-        raise ParameterError(f"unknown format(s) {', '.join(unknown)}: this version exports "
-                             "onnx and int8 (LiteRT and Core ML are not built yet)")
-    result = export_onnx_files(Path(args.output), formats,
-                               Path(args.data) if args.data else None, args.calibration)
+    try:
+        sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
+    except ValueError:
+        raise ParameterError(f"--sizes takes a comma list of pixel sizes, not {args.sizes!r}"
+                             ) from None
+    out = Path(args.output)
+    data = Path(args.data) if args.data else None
+    if args.check_only:
+        return _check_only(out, sizes, data)
+    if data is None and _default_data().exists():
+        data = _default_data()
+    result = export_all(out, formats or list(FORMATS), sizes, data, args.calibration,
+                        check=not args.no_check, log=lambda m: print(m, file=sys.stderr))
     for kind, name in result["files"].items():
-        print(f"{kind}: {Path(args.output) / name}")
-    if "int8_vs_fp32_held_out" in result["metrics"]:
-        m = result["metrics"]["int8_vs_fp32_held_out"]
-        print(f"INT8 vs FP32 on held-out faces: face-region PSNR {m['face_psnr_db_mean']:.1f} dB "
-              f"(worst {m['face_psnr_db_min']:.1f} dB)")
-    print(f"manifest: {Path(args.output) / 'manifest.json'}")
+        print(f"{kind}: {out / name}")
+    for kind, m in result["metrics"].items():
+        if "face_psnr_db_mean" in m:
+            print(f"{kind} vs {m['vs']} on held-out faces: face-region PSNR "
+                  f"{m['face_psnr_db_mean']:.1f} dB (worst {m['face_psnr_db_min']:.1f} dB)")
+    print(f"manifest: {out / 'manifest.json'}")
+    if "consistency_ok" in result:
+        print(f"consistency: {out / 'consistency.md'} "
+              f"({'all within thresholds' if result['consistency_ok'] else 'DISAGREEMENT'})")
+        return 0 if result["consistency_ok"] else 1
     return 0
+
+
+def _default_data() -> Path:
+    """The shared London set beside the checkout, used when --data is not given."""
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "faces" / "london"
+
+
+def _check_only(out: Path, sizes: list[int], data: Path | None) -> int:
+    """`export --check`: the consistency report for the files already in `out`."""
+    from .export import check as consistency
+    from .export import load_trained_network, real_samples
+
+    manifest_path = out / "manifest.json"
+    files = {}
+    if manifest_path.exists():
+        files = {k: out / v for k, v in json.loads(manifest_path.read_text())["files"].items()
+                 if (out / v).suffix in (".onnx", ".tflite")}
+    samples = real_samples(data, 6, 512, seed=11, held_out=True)
+    report = consistency.check(load_trained_network(), samples, side=min(sizes), files=files)
+    md, _ = consistency.write(report, out)
+    print(consistency.markdown(report))
+    print(f"report: {md}")
+    return 0 if report["ok"] else 1
 
 
 def cmd_webui(args: argparse.Namespace) -> int:
@@ -343,15 +395,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="the London set (1350 px photos)")
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--batch", type=int, default=40, help="templates in the batch run")
-    p.add_argument("--only", default=None, help="comma list of album,live,preview,refiner")
+    p.add_argument("--only", default=None,
+                   help="comma list of album,live,preview,refiner,phone (default: all)")
+    p.add_argument("--models", default=None, help="an export folder (facefuse export -o) for "
+                   "the phone table; default: the shipped models")
+    p.add_argument("--sizes", default="512,320", help="sizes of the phone table")
     p.add_argument("--json", default=None)
+    p.add_argument("--plot", default=None, help="write a PNG chart here")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("export", help="export the refiner for apps (ONNX FP32 / INT8)")
+    p = sub.add_parser("export", help="export the refiner for apps (ONNX, INT8, LiteRT, "
+                                      "Core ML) and check the backends agree")
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--formats", default="onnx,int8")
-    p.add_argument("--data", default=None, help="real faces for INT8 calibration")
+    p.add_argument("--formats", default="onnx,int8,litert,coreml",
+                   help="comma list of onnx,int8,litert,coreml (default: all)")
+    p.add_argument("--sizes", default="512,320",
+                   help="input sizes of the fixed-size LiteRT and Core ML files")
+    p.add_argument("--data", default=None, help="real faces for INT8 calibration (default: "
+                   "../shared/faces/london when it is there)")
     p.add_argument("--calibration", type=int, default=200, help="calibration crops")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the operator consistency check after exporting")
+    p.add_argument("--check", dest="check_only", action="store_true",
+                   help="only check: torch vs ONNX Runtime vs LiteRT on the files in -o")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("harmonize", help="harmonise a masked region with the U-Net")

@@ -17,7 +17,7 @@ Mode = Literal["normal", "blend", "overlay"]
 MODES: tuple[str, ...] = ("normal", "blend", "overlay")
 RESOLUTIONS: tuple[str, ...] = ("original", "512", "1024", "2048")
 CROP_SIZES: tuple[int, ...] = (320, 512)
-BACKENDS: tuple[str, ...] = ("ort-fp32", "ort-int8")
+BACKENDS: tuple[str, ...] = ("ort-fp32", "ort-int8", "litert-fp32", "litert-int8")
 
 
 def _num(default: float, lo: float, hi: float, help_text: str, step: float = 0.01,

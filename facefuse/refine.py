@@ -1,10 +1,12 @@
-"""Refine: our U-Net, run by ONNX Runtime (no torch at inference).
+"""Refine: our U-Net, run by ONNX Runtime, or LiteRT for the phone files (no torch at
+inference).
 
 The network takes the coarse composite, the face mask and the template's own face crop (which
 carries the photo's light) and returns the harmonised crop (light, tone and seam fixed); it
 predicts a colour correction of the composite, so the source's features pass through by
 construction. Without a template (`facefuse harmonize`) it goes by the surroundings alone.
-One session is created per Refiner and reused.
+One session is created per Refiner and reused. LiteRT files have one fixed input size (the
+network converts only that way): inputs are resized to fit and padded up to it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 from .errors import BackendError, ParameterError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-MODEL_FILES = {"ort-fp32": "unet_fp32.onnx", "ort-int8": "unet_int8.onnx"}
+MODEL_FILES = {"ort-fp32": "unet_fp32.onnx", "ort-int8": "unet_int8.onnx",
+               "litert-fp32": "unet_fp32_256.tflite", "litert-int8": "unet_int8_256.tflite"}
 # The network was trained on 256 px views of the aligned 512 crop, and its change is a smooth
 # colour transform: the pipeline refines at this side and upsamples the change, which keeps
 # the face at the scale the network knows and costs a quarter of a 512 run.
@@ -42,14 +45,25 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class Refiner:
-    """A loaded U-Net; call it with a float crop (0..255) and a 0..1 mask."""
+def to_feeds(image: np.ndarray, mask: np.ndarray, template: np.ndarray | None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The network's inputs (NCHW float32 0..1) from a crop (0..255), its mask (0..1) and
+    the template crop (0..255, or None: zeros)."""
+    if template is None:
+        template = np.zeros(image.shape, np.float32)
+    x = np.clip(image, 0, 255).astype(np.float32) / 255.0
+    t = np.clip(template, 0, 255).astype(np.float32) / 255.0
+    m = np.clip(mask, 0, 1).astype(np.float32)
+    return (np.ascontiguousarray(x.transpose(2, 0, 1)[None]), np.ascontiguousarray(m[None, None]),
+            np.ascontiguousarray(t.transpose(2, 0, 1)[None]))
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        path = Path(path)
-        if not path.exists():
-            raise BackendError(f"U-Net model file not found: {path}; reinstall facefuse, "
-                               "or run without the refiner (--no-refine)")
+
+class OrtSession:
+    """ONNX Runtime on the CPU, any input size (a multiple of 32)."""
+
+    fixed_side: int | None = None
+
+    def __init__(self, path: Path, threads: int | None) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -65,6 +79,69 @@ class Refiner:
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise BackendError(f"could not load the U-Net model {path}: {exc}") from None
+
+    def run(self, image: np.ndarray, mask: np.ndarray, template: np.ndarray) -> np.ndarray:
+        feeds = {INPUT_IMAGE: image, INPUT_MASK: mask, INPUT_TEMPLATE: template}
+        return self.session.run([OUTPUT], feeds)[0]
+
+
+class LiteRTSession:
+    """LiteRT (TFLite) interpreter with XNNPACK: one fixed square size; FP32 or full-integer
+    files (INT8 inputs and outputs are quantised and dequantised here, as an app would)."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise BackendError("the LiteRT backends need the LiteRT runtime: "
+                               "pip install 'facefuse[litert]'") from None
+        try:
+            self.interpreter = Interpreter(model_path=str(path),
+                                           num_threads=threads or default_threads())
+            self.runner = self.interpreter.get_signature_runner()
+        except Exception as exc:  # LiteRT raises ValueError/RuntimeError with its own text
+            raise BackendError(f"could not load the U-Net model {path}: {exc}") from None
+        self.inputs = self.runner.get_input_details()
+        self.outputs = self.runner.get_output_details()
+        if set(self.inputs) != {INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE} or \
+                OUTPUT not in self.outputs:
+            raise BackendError(f"{path} is not a facefuse refiner (inputs "
+                               f"{sorted(self.inputs)}, outputs {sorted(self.outputs)})")
+        self.fixed_side = int(self.inputs[INPUT_IMAGE]["shape"][-1])
+
+    def run(self, image: np.ndarray, mask: np.ndarray, template: np.ndarray) -> np.ndarray:
+        feeds = {INPUT_IMAGE: image, INPUT_MASK: mask, INPUT_TEMPLATE: template}
+        result = self.runner(**{k: quantize(v, self.inputs[k]) for k, v in feeds.items()})
+        return dequantize(result[OUTPUT], self.outputs[OUTPUT])
+
+
+def quantize(value: np.ndarray, detail: dict) -> np.ndarray:
+    """Float to a LiteRT tensor's integer type, by its scale and zero point."""
+    if detail["dtype"] == np.float32:
+        return value.astype(np.float32, copy=False)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(value / scale + zero), info.min, info.max).astype(detail["dtype"])
+
+
+def dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return value
+    scale, zero = detail["quantization"]
+    return (value.astype(np.float32) - zero) * scale
+
+
+class Refiner:
+    """A loaded U-Net; call it with a float crop (0..255) and a 0..1 mask."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        path = Path(path)
+        if not path.exists():
+            raise BackendError(f"U-Net model file not found: {path}; reinstall facefuse, "
+                               "or run without the refiner (--no-refine)")
+        kind = LiteRTSession if path.suffix == ".tflite" else OrtSession
+        self.session = kind(path, threads)
+        self.fixed_side = self.session.fixed_side
         self.path = path
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, template: np.ndarray | None = None,
@@ -76,6 +153,8 @@ class Refiner:
         h, w = image.shape[:2]
         if template is None:
             template = np.zeros(image.shape, np.float32)
+        if self.fixed_side:  # a fixed-size file: nothing larger than it fits
+            work_side = min(work_side or self.fixed_side, self.fixed_side)
         if work_side and max(h, w) > work_side:
             f = work_side / max(h, w)
             size = (max(SIZE_MULTIPLE, round(w * f)), max(SIZE_MULTIPLE, round(h * f)))
@@ -88,18 +167,15 @@ class Refiner:
 
     def _run(self, image: np.ndarray, mask: np.ndarray, template: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
-        ph = (-h) % SIZE_MULTIPLE
-        pw = (-w) % SIZE_MULTIPLE
-        x = np.clip(image, 0, 255).astype(np.float32) / 255.0
-        t = np.clip(template, 0, 255).astype(np.float32) / 255.0
-        m = np.clip(mask, 0, 1).astype(np.float32)
-        if ph or pw:
-            x = np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="reflect")
-            t = np.pad(t, ((0, ph), (0, pw), (0, 0)), mode="reflect")
-            m = np.pad(m, ((0, ph), (0, pw)), mode="constant")
-        feeds = {INPUT_IMAGE: x.transpose(2, 0, 1)[None], INPUT_MASK: m[None, None],
-                 INPUT_TEMPLATE: t.transpose(2, 0, 1)[None]}
-        (y,) = self.session.run([OUTPUT], feeds)
+        if self.fixed_side:
+            ph, pw = self.fixed_side - h, self.fixed_side - w
+        else:
+            ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
+        if ph or pw:  # reflected context for the network; the mask is 0 there
+            image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+            template = np.pad(template, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+            mask = np.pad(mask, ((0, ph), (0, pw)), mode="constant")
+        y = self.session.run(*to_feeds(image, mask, template))
         out = y[0].transpose(1, 2, 0)[:h, :w]
         return np.clip(out * 255.0, 0, 255)
 

@@ -41,6 +41,7 @@ class FrameResult:
     face_found: bool
     ms: float  # processing time of this frame
     fps: float  # frames per second over the last second of frames
+    timings: Timings  # ms per stage of this frame (analyse = tracking)
 
 
 class LiveFuser:
@@ -68,17 +69,17 @@ class LiveFuser:
     def process(self, frame: np.ndarray) -> FrameResult:
         """One RGB frame in, the fused frame out (the frame itself when no face is seen)."""
         start = time.perf_counter()
-        return self._fuse(frame, self.tracker.track(frame), start)
-
-    def _fuse(self, frame: np.ndarray, face, start: float) -> FrameResult:
+        timings = Timings()
+        with timings.stage("analyse"):
+            face = self.tracker.track(frame)
         out = frame
         if face is not None:
-            out = self.engine.fuse_face(self.source, frame, face, self.params, Timings())
+            out = self.engine.fuse_face(self.source, frame, face, self.params, timings)
         now = time.perf_counter()
         self._times.append(now)
         recent = [t for t in self._times if now - t <= 1.0]
         fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
-        return FrameResult(out, face is not None, (now - start) * 1000, fps)
+        return FrameResult(out, face is not None, (now - start) * 1000, fps, timings)
 
 
 def read_video(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:

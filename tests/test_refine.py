@@ -39,8 +39,8 @@ def test_shipped_models_exist_and_are_small(backend):
 
 
 def test_interface_is_as_declared(refiner):
-    inputs = {i.name: i for i in refiner.session.get_inputs()}
-    outputs = {o.name: o for o in refiner.session.get_outputs()}
+    inputs = {i.name: i for i in refiner.session.session.get_inputs()}
+    outputs = {o.name: o for o in refiner.session.session.get_outputs()}
     assert set(inputs) == {INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE}
     assert set(outputs) == {OUTPUT}
     assert inputs[INPUT_IMAGE].shape[:2] == [1, 3]
@@ -191,9 +191,9 @@ def test_export_writes_a_manifest_that_matches_the_model(tmp_path):
 
     import onnxruntime as ort
 
-    from facefuse.export import export_onnx_files
+    from facefuse.export import export_all
 
-    result = export_onnx_files(tmp_path, ["onnx"], None)
+    result = export_all(tmp_path, ["onnx"], check=False)
     written = json.loads((tmp_path / "manifest.json").read_text())
     assert written == result
     session = ort.InferenceSession(str(tmp_path / written["files"]["onnx-fp32"]),
@@ -203,4 +203,4 @@ def test_export_writes_a_manifest_that_matches_the_model(tmp_path):
     for inp in session.get_inputs():
         assert len(inp.shape) == len(written["inputs"][inp.name]["shape"])
     with pytest.raises(ParameterError, match="--data"):
-        export_onnx_files(tmp_path / "x", ["onnx", "int8"], None)
+        export_all(tmp_path / "x", ["onnx", "int8"], check=False)

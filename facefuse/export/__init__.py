@@ -1,5 +1,7 @@
 """`facefuse export`: the refiner as files an app can ship, with a manifest saying how to
-feed them. ONNX FP32 (dynamic size) and ONNX INT8 (static QDQ, calibrated on real faces)."""
+feed them: ONNX FP32 (dynamic size), ONNX INT8 (static QDQ, calibrated on real faces), LiteRT
+FP32 and INT8 and Core ML FP16 and INT8-weight packages (one per fixed size), then the
+operator consistency check on the files just written."""
 
 from __future__ import annotations
 
@@ -7,11 +9,27 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from ..align import CANONICAL_KEYPOINTS
-from ..refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT, SIZE_MULTIPLE, model_path
+from ..errors import ParameterError
+from ..refine import (
+    INPUT_IMAGE,
+    INPUT_MASK,
+    INPUT_TEMPLATE,
+    MODELS_DIR,
+    OUTPUT,
+    SIZE_MULTIPLE,
+    model_path,
+)
+
+FORMATS = ("onnx", "int8", "litert", "coreml")
+DEFAULT_SIZES = (512, 320)
+SHIPPED_WEIGHTS = "unet.pt"  # the trained torch weights the ONNX file was exported from
 
 
-def manifest(files: dict[str, str], metrics: dict | None = None) -> dict:
+def manifest(files: dict[str, str], metrics: dict | None = None,
+             quantized_io: dict | None = None) -> dict:
     """What an app needs to know to run the exported refiner."""
     return {
         "model": "facefuse refiner U-Net",
@@ -44,37 +62,130 @@ def manifest(files: dict[str, str], metrics: dict | None = None) -> dict:
         ],
         "postprocessing": ["refined x 255 -> uint8", "inverse similarity back into the photo, "
                                                      "feathered by the mask"],
+        "fixed_size_files": "LiteRT and Core ML files take exactly the size in their name "
+                            "(resize the crop to it); ONNX files take any multiple of 32",
+        "quantized_io": quantized_io or {},
         "metrics": metrics or {},
     }
 
 
-def export_onnx_files(out: Path, formats: list[str], data: Path | None,
-                      calibration: int = 200) -> dict:
-    """Write the requested formats into `out` with manifest.json; returns the manifest."""
+def load_trained_network():
+    """The shipped refiner as a torch module (eval), from the committed weights."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        from ..errors import BackendError
+
+        raise BackendError("exporting needs torch: pip install 'facefuse[export]'") from None
+    from ..nn.train import load_checkpoint_model
+
+    return load_checkpoint_model(MODELS_DIR / SHIPPED_WEIGHTS)
+
+
+def real_samples(data: Path | None, count: int, size: int, seed: int, held_out: bool
+                 ) -> list[tuple[np.ndarray, ...]]:
+    """What the refiner really sees, captured from the pipeline: training identities for
+    calibration, held-out identities for measuring (from `data`); without `data`, fusions of
+    the astronaut photo with its mirror image (enough for a float agreement check)."""
+    if data is None:
+        return astronaut_samples(count, size)
+    from ..nn.data import find_photos, person_id, split_ids
+    from .int8 import capture_refiner_inputs
+
+    train_ids, val_ids = split_ids([person_id(p) for p in find_photos(data)])
+    return capture_refiner_inputs(data, val_ids if held_out else train_ids, count, size,
+                                  seed=seed)
+
+
+def astronaut_samples(count: int, size: int) -> list[tuple[np.ndarray, ...]]:
+    from skimage import data as skdata
+
+    from ..params import FusionParams
+    from ..pipeline import FaceFuser
+    from .int8 import RecordingRefiner
+
+    photo = skdata.astronaut()
+    recorder = RecordingRefiner([])
+    with FaceFuser() as engine:
+        engine.set_refiner("ort-fp32", recorder)
+        for i in range(count):
+            engine.fuse(photo[:, ::-1].copy(), photo,
+                        FusionParams(ratio=0.4 + 0.6 * i / max(1, count - 1), crop_size=size))
+    return recorder.inputs
+
+
+def export_all(out: Path, formats: list[str] | tuple[str, ...] = FORMATS,
+               sizes: list[int] | tuple[int, ...] = DEFAULT_SIZES, data: Path | None = None,
+               calibration: int = 200, check: bool = True, log=print) -> dict:
+    """Write the requested formats into `out` with manifest.json (and consistency.md/json
+    when `check`); returns the manifest."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ParameterError(f"unknown format(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(FORMATS)}")
+    bad = [s for s in sizes if s < SIZE_MULTIPLE or s % SIZE_MULTIPLE]
+    if bad:
+        raise ParameterError(f"sizes must be multiples of {SIZE_MULTIPLE} (got {bad})")
+    needs_int8 = "int8" in formats or "litert" in formats
+    if needs_int8 and data is None:
+        raise ParameterError("INT8 calibration needs real faces: pass --data "
+                             "(e.g. ../shared/faces/london)")
     out.mkdir(parents=True, exist_ok=True)
-    files, metrics = {}, {}
+    files: dict[str, str] = {}
+    metrics: dict = {}
+    io: dict = {}
     fp32 = out / "unet_fp32.onnx"
-    if fp32.resolve() != model_path("ort-fp32").resolve():
-        shutil.copyfile(model_path("ort-fp32"), fp32)
-    files["onnx-fp32"] = fp32.name
+    if "onnx" in formats or "int8" in formats:
+        if fp32.resolve() != model_path("ort-fp32").resolve():
+            shutil.copyfile(model_path("ort-fp32"), fp32)
+        files["onnx-fp32"] = fp32.name
+    calib, held = [], []
+    if needs_int8:
+        log(f"capturing {calibration} calibration crops and 40 held-out crops from {data}")
+        calib = real_samples(data, calibration, 320, seed=0, held_out=False)
+        held = real_samples(data, 40, 512, seed=11, held_out=True)
     if "int8" in formats:
-        if data is None:
-            from ..errors import ParameterError
+        from .int8 import face_psnr_vs_fp32, quantize
 
-            raise ParameterError("INT8 calibration needs real faces: pass --data "
-                                 "(e.g. ../shared/faces/london)")
-        from ..nn.data import find_photos, person_id, split_ids
-        from .int8 import capture_refiner_inputs, face_psnr_vs_fp32, quantize
-
-        train_ids, val_ids = split_ids([person_id(p) for p in find_photos(data)])
-        samples = capture_refiner_inputs(data, train_ids, calibration, 320)
-        held_out = capture_refiner_inputs(data, val_ids, 40, 512, seed=11)
-        int8 = quantize(fp32, out / "unet_int8.onnx", samples, method="entropy")
+        int8 = quantize(fp32, out / "unet_int8.onnx", calib, method="entropy")
         files["onnx-int8"] = int8.name
-        metrics["int8_vs_fp32_held_out"] = face_psnr_vs_fp32(fp32, int8, held_out)
-        metrics["int8_calibration"] = {"method": "entropy", "samples": len(samples),
-                                       "crop": 320, "isp_simulation": True,
-                                       "excluded_nodes": ["stem conv", "head conv"]}
-    result = manifest(files, metrics)
+        metrics["onnx-int8"] = {"vs": "onnx-fp32", **face_psnr_vs_fp32(fp32, int8, held)}
+        metrics["onnx_int8_calibration"] = {"method": "entropy", "samples": len(calib),
+                                            "crop": 320, "isp_simulation": True,
+                                            "excluded_nodes": ["stem conv", "head conv"]}
+    net = None
+    if "litert" in formats or "coreml" in formats or check:
+        net = load_trained_network()
+    if "litert" in formats:
+        from . import litert
+        from .int8 import face_psnr_vs_fp32
+
+        for side in sizes:
+            log(f"LiteRT {side}: converting")
+            tfl = litert.convert_fp32(net, side, out / f"unet_fp32_{side}.tflite")
+            log(f"LiteRT {side}: quantising (static INT8, {len(calib)} calibration crops)")
+            tfl8 = litert.quantize_int8(tfl, out / f"unet_int8_{side}.tflite", calib)
+            files[f"litert-fp32-{side}"], files[f"litert-int8-{side}"] = tfl.name, tfl8.name
+            metrics[f"litert-int8-{side}"] = {"vs": f"litert-fp32-{side}",
+                                              **face_psnr_vs_fp32(tfl, tfl8, held)}
+            io[tfl8.name] = litert.io_quantization(tfl8)
+    if "coreml" in formats:
+        from . import coreml
+
+        for side in sizes:
+            log(f"Core ML {side}: converting (FP16, INT8 weights)")
+            for kind, path in coreml.convert(net, side, out).items():
+                files[f"{kind}-{side}"] = path.name
+                metrics[f"{kind}-{side}"] = {"spec": coreml.describe(path)}
+    result = manifest(files, metrics, io)
     (out / "manifest.json").write_text(json.dumps(result, indent=2))
+    if check:
+        from . import check as consistency
+
+        log("checking operator consistency (torch vs ONNX Runtime vs LiteRT)")
+        samples = held[:6] if held else real_samples(None, 3, 512, seed=0, held_out=True)
+        report = consistency.check(net, samples, side=min(sizes),
+                                   files={k: out / v for k, v in files.items()})
+        consistency.write(report, out)
+        result["consistency_ok"] = report["ok"]
     return result

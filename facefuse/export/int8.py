@@ -10,6 +10,8 @@ with FP32 is measured on held-out identities (face-region PSNR).
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,11 +97,13 @@ def quantize(fp32: Path, out: Path, samples: list, method: str = "percentile") -
     prepared = out.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
     extra = {"CalibPercentile": 99.99} if method == "percentile" else {}
-    quantize_static(str(prepared), str(out), _Reader(samples), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
-                    nodes_to_exclude=list(SENSITIVE_NODES), calibrate_method=methods[method],
-                    extra_options={"ActivationSymmetric": False, **extra})
+    with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
+        quantize_static(str(prepared), str(out), _Reader(samples),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv"], nodes_to_exclude=list(SENSITIVE_NODES),
+                        calibrate_method=methods[method],
+                        extra_options={"ActivationSymmetric": False, **extra})
     prepared.unlink(missing_ok=True)
     return out
 
