@@ -8,9 +8,20 @@
 from .errors import BackendError, FaceFuseError, ImageError, NoFaceError, ParameterError
 from .imageio import load_image, save_image
 from .params import PRESETS, FusionParams, preset
-from .pipeline import FaceFuser, FusionResult, PreparedSource, fuse
 
 __version__ = "0.1.0"
+
+# The engine (and with it MediaPipe) loads on first use, so that light entry points (the
+# refiner alone, a benchmark worker measuring its own memory) do not pay for it.
+_ENGINE = ("FaceFuser", "FusionResult", "PreparedSource", "fuse")
+
+
+def __getattr__(name: str):
+    if name in _ENGINE:
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'facefuse' has no attribute {name!r}")
 
 __all__ = [
     "PRESETS",

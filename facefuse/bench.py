@@ -283,30 +283,51 @@ def _face_psnr(ref: np.ndarray, got: np.ndarray, mask: np.ndarray) -> float:
 
 
 def _worker(path: str, inputs: str, outputs: str, runs: int) -> None:
-    """Runs in the fresh subprocess: load, time and run one model file; JSON on stdout."""
-    import resource
+    """Runs in the fresh subprocess: load, time and run one model file; JSON on stdout.
 
+    Peak RSS covers loading the model and the timed runs on one input (the inputs for the
+    PSNR outputs are read afterwards); "runtime" is that peak minus the process after
+    importing the runtime, i.e. what the model itself and its arenas cost."""
     from .refine import Refiner
 
-    base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if path.endswith(".tflite"):
+        import ai_edge_litert.interpreter  # noqa: F401
+    else:
+        import onnxruntime  # noqa: F401
+    base_kb = _peak_rss_kb()
+    z = np.load(inputs)
+    first = tuple(z[f"0_{j}"] for j in range(3))
     start = time.perf_counter()
     refiner = Refiner(path)
     load_ms = (time.perf_counter() - start) * 1000
-    z = np.load(inputs)
-    count = len({k.split("_")[0] for k in z.files})
-    feeds = [tuple(z[f"{i}_{j}"] for j in range(3)) for i in range(count)]
-    for f in feeds[:3]:
-        refiner.session.run(*f)
+    for _ in range(3):
+        refiner.session.run(*first)
     times = []
-    for i in range(runs):
+    for _ in range(runs):
         t = time.perf_counter()
-        refiner.session.run(*feeds[i % len(feeds)])
+        refiner.session.run(*first)
         times.append((time.perf_counter() - t) * 1000)
-    np.savez(outputs, **{str(i): refiner.session.run(*f) for i, f in enumerate(feeds)})
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = _peak_rss_kb()
+    count = len({k.split("_")[0] for k in z.files})
+    np.savez(outputs, **{str(i): refiner.session.run(*(z[f"{i}_{j}"] for j in range(3)))
+                         for i in range(count)})
     print(json.dumps({"load_ms": load_ms, "p50_ms": float(np.percentile(times, 50)),
                       "p95_ms": float(np.percentile(times, 95)),
                       "peak_rss_mb": peak_kb / 1024, "runtime_rss_mb": (peak_kb - base_kb) / 1024}))
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak resident set (Linux VmHWM: unlike ru_maxrss it starts afresh at
+    exec, so a child does not report its parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def coreml_rows(models: Path, sizes: list[int]) -> list[dict[str, Any]]:
@@ -408,4 +429,30 @@ def markdown(report: dict[str, Any]) -> str:
                   "|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['backend']} | {r['size']} | {r['file_kb']:.0f} | {r['load_ms']:.0f} | "
                   f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} |" for r in report["refiner"]]
+        lines.append("")
+    if report.get("phone"):
+        lines += ["### Refiner per backend x size (fresh process each; PSNR on held-out faces)",
+                  "", "| backend | size | file | KB | load ms | p50 ms | p95 ms | peak RSS MB "
+                  "(model + arenas) | face PSNR vs FP32 dB (mean / min) |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+        for r in report["phone"]:
+            if "missing" in r:
+                lines.append(f"| {r['backend']} | {r['size']} | {r['missing']} not exported "
+                             "(facefuse export) | | | | | | |")
+            elif "note" in r:
+                lines.append(f"| {r['backend']} | {r['size']} | {r['file']} | "
+                             f"{r['file_kb']:.0f} | | | | | {r['note']} |")
+            else:
+                psnr = (f"{min(r['face_psnr_vs_fp32_db'], 99):.1f} / "
+                        f"{min(r['face_psnr_vs_fp32_db_min'], 99):.1f}"
+                        if "face_psnr_vs_fp32_db" in r else "")
+                lines.append(f"| {r['backend']} | {r['size']} | {r['file']} | "
+                             f"{r['file_kb']:.0f} | {r['load_ms']:.0f} | {r['p50_ms']:.1f} | "
+                             f"{r['p95_ms']:.1f} | {r['peak_rss_mb']:.0f} "
+                             f"({r['runtime_rss_mb']:.0f}) | {psnr} |")
+        lines.append("")
     return "\n".join(lines)
+
+
+if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "worker":
+    _worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
