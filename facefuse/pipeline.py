@@ -22,7 +22,7 @@ from .errors import ParameterError
 from .imageio import ImageSource, load_image
 from .params import FusionParams
 from .paste import REGION_EPS, paste_back
-from .refine import REFINE_SIDE, Refiner, load_refiner
+from .refine import Refiner, load_refiner, refine_side
 
 STAGES = ("load", "analyse", "align", "geometry", "texture", "refine", "paste", "finish")
 
@@ -178,7 +178,7 @@ class FaceFuser:
         with timings.stage("refine"):
             if params.refine and params.ratio > 0:
                 fused = self.refiner(params.backend)(fused, face_region, tpl_warped,
-                                                     work_side=REFINE_SIDE)
+                                                     work_side=refine_side(size))
         with timings.stage("finish"):
             if params.ratio == 0:  # only the finishing touches may change the template
                 fused = tpl_warped
