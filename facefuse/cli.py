@@ -186,7 +186,8 @@ def cmd_eval_harmonize(args: argparse.Namespace) -> int:
 def cmd_eval_refine(args: argparse.Namespace) -> int:
     from .evaluate import refine_on_off_report, refine_on_off_table, write_report
 
-    report = refine_on_off_report(Path(args.data), pairs=args.pairs, backend=args.backend)
+    report = refine_on_off_report(Path(args.data), pairs=args.pairs, backend=args.backend,
+                                  relight=args.relight)
     print(refine_on_off_table(report))
     write_report(report, Path(args.json) if args.json else None)
     return 0
@@ -459,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", required=True)
     q.add_argument("--pairs", type=int, default=10)
     q.add_argument("--backend", choices=BACKENDS, default="ort-fp32")
+    q.add_argument("--relight", action="store_true",
+                   help="give each template other light and camera than the source")
     q.add_argument("--json", default=None)
     q.set_defaults(func=cmd_eval_refine)
 

@@ -222,12 +222,17 @@ def edge_gradient(image: np.ndarray, region: np.ndarray) -> float:
 
 
 def refine_on_off_report(data_dir: Path, *, pairs: int = 10, backend: str = "ort-fp32",
-                         ratio: float = 1.0) -> dict:
+                         ratio: float = 1.0, relight: bool = False) -> dict:
     """Full pipeline with the refiner on and off on held-out pairs (neutral A into smiling B):
     the colour step and gradient across the face edge (minus the template's own), and how
-    far the face moved from the template inside the region."""
+    far the face moved from the template inside the region.
+
+    With `relight`, each template photo first gets other light and another camera (the
+    training augmentation: exposure, casts, white balance, gamma, often a directional ramp
+    and the phone ISP; seeded per pair), so source and template no longer share the London
+    set's studio light: the case the refiner is for."""
     from .imageio import load_image
-    from .nn.data import find_photos, person_id, split_ids
+    from .nn.data import find_photos, person_id, perturb_colour, split_ids
     from .pipeline import FaceFuser
 
     photos = find_photos(data_dir)
@@ -240,6 +245,10 @@ def refine_on_off_report(data_dir: Path, *, pairs: int = 10, backend: str = "ort
     with FaceFuser() as engine:
         for src_path, tpl_path in chosen:
             src, tpl = load_image(src_path), load_image(tpl_path)
+            if relight:
+                rng = np.random.default_rng(1000 + len(rows))
+                tpl = (perturb_colour(tpl.astype(np.float32) / 255.0, rng) * 255.0 + 0.5
+                       ).astype(np.uint8)
             row = {"source": src_path.name, "template": tpl_path.name}
             outputs = {}
             for label, refine in (("off", False), ("on", True)):
@@ -257,7 +266,7 @@ def refine_on_off_report(data_dir: Path, *, pairs: int = 10, backend: str = "ort
     keys = [k for k in rows[0] if k not in ("source", "template")]
     means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     return {"data": str(data_dir), "pairs": rows, "mean": means, "ratio": ratio,
-            "backend": backend}
+            "backend": backend, "relight": relight}
 
 
 def refine_on_off_table(report: dict) -> str:
@@ -272,5 +281,7 @@ def refine_on_off_table(report: dict) -> str:
         f"| mean change outside the face region (0..255) | {m['outside_changed_off']:.3f} | "
         f"{m['outside_changed_on']:.3f} |",
         "",
-        f"{len(report['pairs'])} held-out pairs, ratio {report['ratio']}, {report['backend']}",
+        f"{len(report['pairs'])} held-out pairs, ratio {report['ratio']}, {report['backend']}"
+        + (", templates relit (other light and camera than the source)"
+           if report.get("relight") else ", source and template in the same studio light"),
     ])

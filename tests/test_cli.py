@@ -142,3 +142,27 @@ def test_batch_all_good_exits_zero(tmp_path, photos, capsys):
     code, stdout, _ = run(["batch", photos["source"], folder, "-o", tmp_path / "o",
                            "--no-refine", "--workers", "1", "--quiet"], capsys)
     assert code == 0 and "2 of 2 fused" in stdout
+
+
+def test_batch_and_harmonize_run_on_the_litert_backend(tmp_path, photos, capsys):
+    """The phone runtime behind the same commands: same exit codes, tagged outputs."""
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "b.jpg").write_bytes(photos["template"].read_bytes())
+    code, _, err = run(["batch", photos["source"], folder, "-o", tmp_path / "o",
+                       "--backend", "litert-int8", "--workers", "1", "--quiet"], capsys)
+    assert code == 0, err
+    assert has_provenance_tag(tmp_path / "o" / "b.jpg")
+    image = np.asarray(Image.open(photos["template"]).convert("RGB"))
+    mask = np.zeros(image.shape[:2], np.uint8)
+    mask[image.shape[0] // 3:image.shape[0] // 2, image.shape[1] // 3:image.shape[1] // 2] = 255
+    mask_path = tmp_path / "mask.png"
+    Image.fromarray(mask).save(mask_path)
+    out = tmp_path / "h.png"
+    code, _, err = run(["harmonize", photos["template"], mask_path, "-o", out,
+                        "--backend", "litert-fp32"], capsys)
+    assert code == 0, err
+    result = np.asarray(Image.open(out))
+    assert result.shape == image.shape
+    outside = mask == 0
+    assert np.array_equal(result[outside], image[outside])
