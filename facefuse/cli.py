@@ -337,7 +337,7 @@ def _check_only(out: Path, sizes: list[int], data: Path | None) -> int:
     files = {}
     if manifest_path.exists():
         files = {k: out / v for k, v in json.loads(manifest_path.read_text())["files"].items()
-                 if (out / v).suffix in (".onnx", ".tflite")}
+                 if (out / v).suffix in (".onnx", ".tflite", ".mlpackage")}
     samples = real_samples(data, 6, 512, seed=11, held_out=True)
     report = consistency.check(load_trained_network(), samples, side=min(sizes), files=files)
     md, _ = consistency.write(report, out)

@@ -147,3 +147,5 @@ def test_small_export_is_complete_consistent_and_described(tmp_path, london):
             "Mul/Add/Clip"} <= ops
     assert {r["backend"] for r in report["probes"]} == {"onnxruntime", "litert"}
     assert (tmp_path / "consistency.md").read_text().count("| yes |") >= 14
+    assert [c["ok"] for c in report["coreml"]] == [True, True]
+    assert "not executed" in (tmp_path / "consistency.md").read_text()

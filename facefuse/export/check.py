@@ -154,8 +154,36 @@ def check(net: RefineUNet, samples: list[tuple[np.ndarray, ...]], side: int,
               "probe_side": probe_side, "network_side": side, "inputs": len(samples),
               "not_used_by_the_network": list(NOT_USED),
               "probes": [asdict(r) for r in rows], "network": whole}
-    report["ok"] = all(r.ok for r in rows) and all(r["ok"] for r in whole)
+    report["coreml"] = _coreml_specs(files or {}, net)
+    report["ok"] = (all(r.ok for r in rows) and all(r["ok"] for r in whole)
+                    and all(c["ok"] for c in report["coreml"]))
     return report
+
+
+def _coreml_specs(files: dict[str, Path], net: RefineUNet) -> list[dict]:
+    """Core ML packages cannot run on Linux: their spec is checked instead (the refiner's
+    input and output names, the size in the file name, float32 I/O, weight precision)."""
+    from ..refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT
+    from . import coreml
+
+    rows = []
+    for kind, path in sorted(files.items()):
+        if Path(path).suffix != ".mlpackage":
+            continue
+        spec = coreml.describe(Path(path))
+        side = int(kind.rsplit("-", 1)[1])
+        channels = {INPUT_IMAGE: 3, INPUT_MASK: 1, INPUT_TEMPLATE: 3}
+        inputs_ok = {f["name"]: f["shape"] for f in spec["inputs"]} == {
+            name: [1, c, side, side] for name, c in channels.items()}
+        outputs_ok = [(f["name"], f["shape"]) for f in spec["outputs"]] == [
+            (OUTPUT, [1, 3, side, side])]
+        weights = spec["weight_tensors"]
+        precision_ok = ("INT8" in weights) == ("int8" in kind) and "FLOAT16" in weights
+        rows.append({"file": Path(path).name, "kind": kind, "inputs": spec["inputs"],
+                     "outputs": spec["outputs"], "weight_tensors": weights,
+                     "ok": bool(inputs_ok and outputs_ok and precision_ok),
+                     "note": spec["note"]})
+    return rows
 
 
 def _stack(sample: tuple[np.ndarray, ...], side: int) -> np.ndarray:
@@ -243,6 +271,20 @@ def markdown(report: dict) -> str:
                      f"{r['psnr_db_min']:.1f} | {r['face_psnr_db_mean']:.1f} / "
                      f"{r['face_psnr_db_min']:.1f} | {r['threshold']} | "
                      f"{'yes' if r['ok'] else '**NO**'} |")
+    if report.get("coreml"):
+        lines += ["", "Core ML runs on Apple platforms only: these packages were not executed "
+                  "here. Their spec was checked instead (input/output names and shapes, "
+                  "float32 I/O, weight precision):", "",
+                  "| Core ML package | inputs | output | weight tensors | spec ok |",
+                  "|---|---|---|---|---|"]
+        for c in report["coreml"]:
+            ins = ", ".join(f"{f['name']} {'x'.join(map(str, f['shape']))} {f['dtype']}"
+                            for f in c["inputs"])
+            outs = ", ".join(f"{f['name']} {'x'.join(map(str, f['shape']))} {f['dtype']}"
+                             for f in c["outputs"])
+            w = ", ".join(f"{k} x{v}" for k, v in c["weight_tensors"].items())
+            lines.append(f"| {c['file']} | {ins} | {outs} | {w} | "
+                         f"{'yes' if c['ok'] else '**NO**'} |")
     lines += ["", f"All within thresholds: {'yes' if report['ok'] else '**NO**'}"]
     return "\n".join(lines) + "\n"
 
