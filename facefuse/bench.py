@@ -237,16 +237,14 @@ def bench_phone(models: Path, sizes: list[int], held_out: list[tuple[np.ndarray,
     """Each backend x size in a fresh subprocess (so load time and peak RSS are its own):
     file size, load ms, warm latency p50/p95, peak RSS; then face-region PSNR of its outputs
     on `held_out` crops against ONNX FP32 at the same size."""
-    from .refine import to_feeds
+    from .refine import resized_feeds
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         for size in sizes:
             inputs = tmpdir / f"in_{size}.npz"
-            feeds = [to_feeds(*(cv2.resize(np.asarray(a, np.float32), (size, size),
-                                           interpolation=cv2.INTER_AREA) for a in sample))
-                     for sample in held_out]
+            feeds = [resized_feeds(sample, size) for sample in held_out]
             np.savez(inputs, **{f"{i}_{j}": f for i, fs in enumerate(feeds)
                                 for j, f in enumerate(fs)})
             reference = None

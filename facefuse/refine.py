@@ -65,6 +65,15 @@ def to_feeds(image: np.ndarray, mask: np.ndarray, template: np.ndarray | None
             np.ascontiguousarray(t.transpose(2, 0, 1)[None]))
 
 
+def resized_feeds(sample: tuple[np.ndarray, ...], side: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The network's inputs at side x side from a captured (crop, mask, template) of any
+    size: what calibration, the consistency check and the benchmark feed a fixed-size file."""
+    resized = [cv2.resize(np.asarray(a, np.float32), (side, side), interpolation=cv2.INTER_AREA)
+               for a in sample]
+    return to_feeds(*resized)
+
+
 class OrtSession:
     """ONNX Runtime on the CPU, any input size (a multiple of 32)."""
 

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..nn.unet import RefineUNet, apply_colour_transform
-from ..refine import Refiner, to_feeds
+from ..refine import Refiner, resized_feeds
 from . import litert as litert_export
 
 # Agreement thresholds (outputs and activations in the network's own units).
@@ -187,12 +187,8 @@ def _coreml_specs(files: dict[str, Path], net: RefineUNet) -> list[dict]:
 
 
 def _stack(sample: tuple[np.ndarray, ...], side: int) -> np.ndarray:
-    import cv2
-
-    resized = [cv2.resize(np.asarray(a, np.float32), (side, side),
-                          interpolation=cv2.INTER_AREA) for a in sample]
-    image, mask, template = to_feeds(*resized)
-    return np.concatenate([image, mask, template], axis=1)
+    """A probe's one input: image, mask and template stacked as the stem sees them."""
+    return np.concatenate(resized_feeds(sample, side), axis=1)
 
 
 def _worst_per_probe(rows: list[Row]) -> list[Row]:
@@ -223,7 +219,7 @@ def _whole_network(net: RefineUNet, samples: list, side: int, files: dict[str, P
         refiner = Refiner(path, threads=2)
         worst_abs, psnrs, face = 0.0, [], []
         for sample in samples:
-            feeds = _resized(sample, side)
+            feeds = resized_feeds(sample, side)
             with torch.no_grad():
                 ref = net(*(torch.from_numpy(f) for f in feeds)).numpy()[0].transpose(1, 2, 0)
             got = refiner.session.run(*feeds)[0].transpose(1, 2, 0)
@@ -241,14 +237,6 @@ def _whole_network(net: RefineUNet, samples: list, side: int, files: dict[str, P
                                    f"max abs <= {FP32_MAX_ABS:g}, PSNR >= {FP32_MIN_PSNR:g} dB"),
                      "ok": bool(ok)})
     return rows
-
-
-def _resized(sample: tuple[np.ndarray, ...], side: int) -> tuple[np.ndarray, ...]:
-    import cv2
-
-    resized = [cv2.resize(np.asarray(a, np.float32), (side, side),
-                          interpolation=cv2.INTER_AREA) for a in sample]
-    return to_feeds(*resized)
 
 
 def markdown(report: dict) -> str:

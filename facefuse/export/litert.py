@@ -15,12 +15,11 @@ import io
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from ..errors import BackendError
-from ..refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT, to_feeds
+from ..refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT, resized_feeds
 
 
 def require_export_tools() -> None:
@@ -73,13 +72,8 @@ def convert_fp32(model: torch.nn.Module, side: int, path: Path,
 
 def calibration_feeds(samples: list[tuple[np.ndarray, ...]], side: int) -> list[dict]:
     """Captured (composite, mask, template) crops resized to `side`, as signature feeds."""
-    feeds = []
-    for image, mask, template in samples:
-        resized = [cv2.resize(np.asarray(a, np.float32), (side, side),
-                              interpolation=cv2.INTER_AREA) for a in (image, mask, template)]
-        names = (INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE)
-        feeds.append(dict(zip(names, to_feeds(*resized), strict=True)))
-    return feeds
+    names = (INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE)
+    return [dict(zip(names, resized_feeds(sample, side), strict=True)) for sample in samples]
 
 
 def quantize_int8(fp32: Path, path: Path, samples: list[tuple[np.ndarray, ...]]) -> Path:
