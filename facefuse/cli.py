@@ -164,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(data=args.data, out=args.out, steps=args.steps, size=args.size,
                       batch=args.batch, lr=args.lr, seed=args.seed, device=args.device,
                       val_every=args.val_every, init=args.init, prematch=args.prematch,
-                      stop_after=args.stop_after)
+                      edge_weight=args.edge_weight, stop_after=args.stop_after)
     summary = train(cfg, progress=not args.quiet)
     best = summary["best"]
     print(f"best validation PSNR {best['psnr_refined']:.2f} dB (composites "
@@ -187,7 +187,8 @@ def cmd_eval_refine(args: argparse.Namespace) -> int:
     from .evaluate import refine_on_off_report, refine_on_off_table, write_report
 
     report = refine_on_off_report(Path(args.data), pairs=args.pairs, backend=args.backend,
-                                  relight=args.relight)
+                                  relight=args.relight,
+                                  model=Path(args.model) if args.model else None)
     print(refine_on_off_table(report))
     write_report(report, Path(args.json) if args.json else None)
     return 0
@@ -442,8 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None, help="start from a checkpoint (fine-tuning)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many steps (the schedule still spans --steps)")
-    p.add_argument("--prematch", action="store_true",
-                   help="colour-match composites to the template first (the pipeline's regime)")
+    p.add_argument("--prematch", nargs="?", const="lab", default=None,
+                   choices=["lab", "texture", "mixed"],
+                   help="colour-match composites first, as the pipeline does before the "
+                        "refiner: lab (mean/std to the template; the default when given "
+                        "alone), texture (the texture stage's own match), mixed (either)")
+    p.add_argument("--edge-weight", type=float, default=0.0,
+                   help="extra loss weight on the mask's feathered edge (default 0)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -462,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--backend", choices=BACKENDS, default="ort-fp32")
     q.add_argument("--relight", action="store_true",
                    help="give each template other light and camera than the source")
+    q.add_argument("--model", default=None, help="an .onnx file instead of the shipped one")
     q.add_argument("--json", default=None)
     q.set_defaults(func=cmd_eval_refine)
 

@@ -25,7 +25,7 @@ from ..align import align_face
 from ..analysis import FaceAnalyzer
 from ..errors import FaceFuseError
 from ..imageio import load_image
-from ..texture import face_mask, lab_transfer
+from ..texture import face_mask, lab_transfer, match_colour
 
 CACHE_SIZE = 512
 VALIDATION_EVERY = 7  # every 7th identity (sorted) is held out: 10 of the 68 London people
@@ -173,9 +173,23 @@ def random_view(arrays: list[np.ndarray], size: int, rng: np.random.Generator
     return out
 
 
+PREMATCH_MODES = ("lab", "texture", "mixed")
+
+
+def texture_match(fg: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`fg` recoloured and relit to `photo` under `mask` exactly as the texture stage does
+    it (skin LAB mean/std, then the low frequencies at 1/24 of the crop), all float 0..1.
+
+    In the pipeline the source is matched to the template photo it is pasted into; here
+    that photo is the target's own, so what is left for the network is what the texture
+    stage leaves: mid and high frequencies, the feathered edge, the camera's noise."""
+    matched = match_colour(fg * 255.0, photo * 255.0, mask, sigma=fg.shape[0] / 24.0)
+    return (matched / 255.0).astype(np.float32)
+
+
 def make_composite(crop: np.ndarray, mask: np.ndarray, partner: np.ndarray, size: int,
                    rng: np.random.Generator, template_dropout: float = 0.25,
-                   strength: float | None = None, prematch: bool = False
+                   strength: float | None = None, prematch: str | bool | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(composite, mask, template, target): float32 HxWx3 / HxW / HxWx3 / HxWx3 in 0..1.
 
@@ -183,10 +197,18 @@ def make_composite(crop: np.ndarray, mask: np.ndarray, partner: np.ndarray, size
     seen through the same view and the same whole-photo light as the target, so it tells
     the light but not the features; with `template_dropout` it is all zeros (no template:
     the network must then go by the surroundings alone). `strength` fixes how strongly the
-    face region is perturbed (1.0 for evaluation); None draws it as in training. With
-    `prematch`, the region's colour statistics are first matched to the template's under
-    the same mask (LAB mean/std), as facefuse's texture stage does before the refiner.
+    face region is perturbed (1.0 for evaluation); None draws it as in training.
+
+    `prematch` puts the composite in the pipeline's regime, where colour was matched before
+    the refiner: "lab" matches the region's LAB mean/std to the template's (True means
+    "lab"); "texture" matches the perturbed face to its photo with the texture stage's own
+    `match_colour` (global tone and low-frequency light); "mixed" draws one of the two (or,
+    a fifth of the time, neither) per composite.
     """
+    if prematch is True:
+        prematch = "lab"
+    if prematch == "mixed":
+        prematch = str(rng.choice(["lab", "texture", "none"], p=[0.4, 0.4, 0.2]))
     img, msk, other = random_view([crop, mask, partner], size, rng)
     target = img.astype(np.float32) / 255.0
     template = other.astype(np.float32) / 255.0
@@ -212,15 +234,17 @@ def make_composite(crop: np.ndarray, mask: np.ndarray, partner: np.ndarray, size
         dx, dy = rng.uniform(-2, 2, size=2)
         fg = cv2.warpAffine(fg, np.float32([[1, 0, dx], [0, 1, dy]]), (size, size),
                             borderMode=cv2.BORDER_REFLECT)
+    if prematch == "texture":
+        fg = texture_match(fg, target, m)
     comp = target * (1 - m[..., None]) + fg * m[..., None]
-    if prematch and template.any():
+    if prematch == "lab" and template.any():
         comp = lab_transfer(comp.astype(np.float32), m, template)
     return comp.astype(np.float32), m.astype(np.float32), template.astype(np.float32), target
 
 
 def validation_composites(faces: FaceSet, size: int, per_face: int = 2, seed: int = 1234,
                           template_dropout: float = 0.0, strength: float | None = 1.0,
-                          prematch: bool = False) -> list[tuple[np.ndarray, ...]]:
+                          prematch: str | bool | None = None) -> list[tuple[np.ndarray, ...]]:
     """A fixed set of composites (same seed, same result) for validation and evaluation:
     (composite, mask, template, target) each, the face region fully perturbed."""
     rng = np.random.default_rng(seed)

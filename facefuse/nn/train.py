@@ -38,7 +38,8 @@ class TrainConfig:
     widths: tuple[int, ...] = DEFAULT_WIDTHS
     init: str | None = None  # start from these weights (fine-tuning)
     stop_after: int | None = None  # stop early, keeping the schedule of `steps`
-    prematch: bool = False  # composites colour-matched to the template first
+    prematch: str | None = None  # the pipeline's regime: "lab", "texture" or "mixed"
+    edge_weight: float = 0.0  # extra loss weight on the mask's feathered edge (the seam)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -128,14 +129,23 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     producer = ThreadPoolExecutor(1)
-    upcoming = producer.submit(batch_of, train_set, cfg, rng, device)
+
+    def submit_next():
+        # The generator's state is read before the helper draws from it (it is idle here):
+        # a checkpoint stores this state, so a resumed run draws the very batch this one
+        # would have used next.
+        state = rng.bit_generator.state
+        return state, producer.submit(batch_of, train_set, cfg, rng, device)
+
+    next_state, upcoming = submit_next()
     last = min(cfg.steps, cfg.stop_after or cfg.steps)
     while step < last:
         comp, mask, template, target = upcoming.result()
-        upcoming = producer.submit(batch_of, train_set, cfg, rng, device)
+        next_state, upcoming = submit_next()
         pred = model(comp, mask, template)
-        # The error counts inside the (feathered) face region, where the change is.
-        weight = mask.clamp_min(0.02)
+        # The error counts inside the (feathered) face region, where the change is, and
+        # with `edge_weight` more on the feather itself, where a seam would show.
+        weight = mask.clamp_min(0.02) + cfg.edge_weight * 4 * mask * (1 - mask)
         loss = (weight * (pred - target).abs()).sum() / weight.sum() / 3 + \
             F.mse_loss(pred, target) * 2
         opt.zero_grad(set_to_none=True)
@@ -159,7 +169,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 _save_atomic({"model": model.state_dict(), "widths": list(cfg.widths),
                               "step": step, "metrics": metrics}, out / "best.pt")
             _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(),
-                          "sched": sched.state_dict(), "rng": rng.bit_generator.state,
+                          "sched": sched.state_dict(), "rng": next_state,
                           "step": step, "best": best, "history": history,
                           "config": asdict(cfg)}, ckpt_path)
     bar.close()
