@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from .errors import FaceFuseError, ParameterError
-from .evaluate import changed_region, edge_colour_step
+from .evaluate import feather_seam
 from .imageio import load_image
 from .params import PRESETS, FusionParams, param_names
 
@@ -129,7 +129,8 @@ def fusion_report(pairs: list[Pair], ratios: list[float],
                 for ratio in ratios:
                     params = base.with_overrides(ratio=ratio, shape_ratio=ratio)
                     start = time.perf_counter()
-                    out = engine.fuse(src, tpl, params).image
+                    trace: dict[str, np.ndarray] = {}
+                    out = engine.fuse(src, tpl, params, trace=trace).image
                     ms = (time.perf_counter() - start) * 1000
                     face = judge.face(out)
                     row: dict[str, Any] = {"pair": index, "source": pair.source.name,
@@ -145,9 +146,8 @@ def fusion_report(pairs: list[Pair], ratios: list[float],
                             nearest = min(gallery, key=lambda p: float(
                                 np.linalg.norm(gallery[p] - face.descriptor)))
                             row["top1"] = nearest == pair.person
-                    region = changed_region(out, tpl)
-                    row["seam"] = (edge_colour_step(out, region) - edge_colour_step(tpl, region)
-                                   if region.any() else 0.0)
+                    row["seam"] = feather_seam(trace["finished"], trace["template"],
+                                               trace["face"])[0]
                     rows.append(row)
                     images[(index, name, ratio)] = out
                     bar.update(1)

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import FaceFuseError
 from .refine import REFINE_SIDE, Refiner, model_path
 from .texture import lab_transfer
 
@@ -221,67 +222,167 @@ def edge_gradient(image: np.ndarray, region: np.ndarray) -> float:
     return float(np.sqrt(gx ** 2 + gy ** 2).sum(axis=2)[ring].mean())
 
 
+def feather_seam(result: np.ndarray, template: np.ndarray, region: np.ndarray,
+                 sectors: int = 24) -> tuple[float, float]:
+    """How much a blend changed the colour step across its feathered edge, in CIE76 delta E:
+    (mean over sectors, worst sector).
+
+    Two bands, each 4% of the region's size wide: just inside where the region is full
+    (>= 0.95 of its peak) and just outside where it is nothing (<= 0.02). Sector by sector
+    around the centre, the step between the bands' mean colours in the result is compared
+    with the same step in the template. The template's own step (skin to jaw shadow, cheek
+    to ear) is natural; a seam or a halo, even spread over the whole feather, is the result
+    departing from it. 0 = the face meets its surroundings exactly as the template's did."""
+    peak = float(region.max())
+    if peak <= 0:
+        return 0.0, 0.0
+    norm = region / peak
+    full = (norm >= 0.95).astype(np.uint8)
+    some = (norm > 0.02).astype(np.uint8)
+    ys, xs = np.nonzero(some)
+    width = max(2, int(max(np.ptp(xs), np.ptp(ys)) * 0.04))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+    inner = full.astype(bool) & ~cv2.erode(full, kernel).astype(bool)
+    outer = ~some.astype(bool) & cv2.dilate(some, kernel).astype(bool)
+    to_lab = lambda im: cv2.cvtColor(np.clip(im, 0, 255).astype(np.float32) / 255.0,  # noqa: E731
+                                     cv2.COLOR_RGB2LAB)
+    lab_r, lab_t = to_lab(result), to_lab(template)
+    cy, cx = ys.mean(), xs.mean()
+    gy, gx = np.mgrid[0:region.shape[0], 0:region.shape[1]]
+    sector = ((np.arctan2(gy - cy, gx - cx) + np.pi) / (2 * np.pi) * sectors).astype(int)
+    sector = np.minimum(sector, sectors - 1)
+    departures = []
+    for k in range(sectors):
+        a, b = inner & (sector == k), outer & (sector == k)
+        if a.sum() > 5 and b.sum() > 5:
+            step_r = lab_r[a].mean(axis=0) - lab_r[b].mean(axis=0)
+            step_t = lab_t[a].mean(axis=0) - lab_t[b].mean(axis=0)
+            departures.append(abs(float(np.linalg.norm(step_r) - np.linalg.norm(step_t))))
+    if not departures:
+        return 0.0, 0.0
+    return float(np.mean(departures)), float(np.max(departures))
+
+
 def refine_on_off_report(data_dir: Path, *, pairs: int = 10, backend: str = "ort-fp32",
-                         ratio: float = 1.0, relight: bool = False) -> dict:
-    """Full pipeline with the refiner on and off on held-out pairs (neutral A into smiling B):
-    the colour step and gradient across the face edge (minus the template's own), and how
-    far the face moved from the template inside the region.
+                         ratio: float = 1.0, relight: bool = False,
+                         identity: bool = True, model: Path | None = None) -> dict:
+    """Full pipeline with the refiner on and off on held-out pairs (neutral A into smiling B).
+
+    At the face edge: the feathered seam (`feather_seam`, in the aligned crop, on the face
+    as it is pasted) and the older measures on the edge of what changed in the whole photo
+    (colour step and gradient, minus the template's own). Elsewhere: the change outside the
+    face region, and, with the `eval` extra, identity (dlib's descriptor distance from the
+    result to the source person's *other* photo, and to the template).
 
     With `relight`, each template photo first gets other light and another camera (the
     training augmentation: exposure, casts, white balance, gamma, often a directional ramp
     and the phone ISP; seeded per pair), so source and template no longer share the London
-    set's studio light: the case the refiner is for."""
+    set's studio light. `model` evaluates another ONNX file in place of the shipped one."""
     from .imageio import load_image
     from .nn.data import find_photos, person_id, perturb_colour, split_ids
     from .pipeline import FaceFuser
 
+    judge = None
+    if identity:
+        try:
+            from .judge import Judge, descriptor_distance
+
+            judge = Judge()
+        except (ImportError, FaceFuseError):
+            judge = None
     photos = find_photos(data_dir)
     _, val_ids = split_ids([person_id(p) for p in photos])
     neutral = sorted(p for p in photos if person_id(p) in val_ids and "neutral" in p.parts)
     smiling = sorted(p for p in photos if person_id(p) in val_ids and "smiling" in p.parts)
-    chosen = [(neutral[i], smiling[(i + 1) % len(smiling)])
+    chosen = [(neutral[i], smiling[(i + 1) % len(smiling)],
+               next((s for s in smiling if person_id(s) == person_id(neutral[i])), None))
               for i in range(min(pairs, len(neutral)))]
     rows = []
     with FaceFuser() as engine:
-        for src_path, tpl_path in chosen:
+        if model is not None:
+            engine.set_refiner(backend, Refiner(model))
+        for src_path, tpl_path, ref_path in chosen:
             src, tpl = load_image(src_path), load_image(tpl_path)
             if relight:
                 rng = np.random.default_rng(1000 + len(rows))
                 tpl = (perturb_colour(tpl.astype(np.float32) / 255.0, rng) * 255.0 + 0.5
                        ).astype(np.uint8)
-            row = {"source": src_path.name, "template": tpl_path.name}
-            outputs = {}
+            row: dict = {"source": src_path.name, "template": tpl_path.name}
+            outputs, traces = {}, {}
             for label, refine in (("off", False), ("on", True)):
+                traces[label] = {}
                 outputs[label] = engine.fuse(src, tpl, ratio=ratio, refine=refine,
-                                             backend=backend).image
+                                             backend=backend, trace=traces[label]).image
             region = changed_region(outputs["off"], tpl)
             base_step = edge_colour_step(tpl, region)
             base_grad = edge_gradient(tpl, region)
+            faces = {}
+            if judge is not None and ref_path is not None:
+                faces = {"reference": judge.face(load_image(ref_path)), "template": judge.face(tpl)}
             for label, out in outputs.items():
-                row[f"seam_step_{label}"] = edge_colour_step(out, region) - base_step
-                row[f"seam_gradient_{label}"] = edge_gradient(out, region) - base_grad
+                t = traces[label]
+                row[f"seam_{label}"], row[f"seam_worst_{label}"] = feather_seam(
+                    t["finished"], t["template"], t["face"])
+                row[f"edge_step_{label}"] = edge_colour_step(out, region) - base_step
+                row[f"edge_gradient_{label}"] = edge_gradient(out, region) - base_grad
                 row[f"outside_changed_{label}"] = float(np.abs(
                     out[~region].astype(int) - tpl[~region]).mean())
+                if faces.get("reference") is not None and faces.get("template") is not None:
+                    judged = judge.face(out)
+                    if judged is not None:
+                        row[f"id_to_source_{label}"] = descriptor_distance(
+                            judged, faces["reference"])
+                        row[f"id_to_template_{label}"] = descriptor_distance(
+                            judged, faces["template"])
+            if "id_to_source_off" in row:
+                # The judge's own noise, for scale: the same result re-saved as JPEG 90.
+                _, jpeg = cv2.imencode(".jpg", outputs["off"], [cv2.IMWRITE_JPEG_QUALITY, 90])
+                judged = judge.face(cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED))
+                if judged is not None:
+                    row["id_jpeg_noise"] = abs(descriptor_distance(
+                        judged, faces["reference"]) - row["id_to_source_off"])
             rows.append(row)
-    keys = [k for k in rows[0] if k not in ("source", "template")]
-    means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    keys = sorted({k for r in rows for k in r if k not in ("source", "template")})
+    means = {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
+    better = {"seam": sum(r["seam_on"] < r["seam_off"] for r in rows),
+              "seam_worst": sum(r["seam_worst_on"] < r["seam_worst_off"] for r in rows)}
     return {"data": str(data_dir), "pairs": rows, "mean": means, "ratio": ratio,
-            "backend": backend, "relight": relight}
+            "backend": backend, "model": str(model or model_path(backend)),
+            "relight": relight, "pairs_better": better,
+            "held_out_identities": sorted(val_ids)}
 
 
 def refine_on_off_table(report: dict) -> str:
-    m = report["mean"]
-    return "\n".join([
-        "| measure (mean over pairs) | refine off | refine on |",
-        "|---|---:|---:|",
-        f"| colour step across the face edge, minus the template's (delta E) | "
-        f"{m['seam_step_off']:.2f} | {m['seam_step_on']:.2f} |",
-        f"| gradient on the face edge, minus the template's | {m['seam_gradient_off']:.2f} | "
-        f"{m['seam_gradient_on']:.2f} |",
-        f"| mean change outside the face region (0..255) | {m['outside_changed_off']:.3f} | "
-        f"{m['outside_changed_on']:.3f} |",
-        "",
-        f"{len(report['pairs'])} held-out pairs, ratio {report['ratio']}, {report['backend']}"
-        + (", templates relit (other light and camera than the source)"
-           if report.get("relight") else ", source and template in the same studio light"),
-    ])
+    m, n = report["mean"], len(report["pairs"])
+    better = report.get("pairs_better", {})
+
+    def row(label: str, key: str, fmt: str = "{:.2f}", note: str = "") -> str:
+        if f"{key}_off" not in m:
+            return ""
+        return (f"| {label} | {fmt.format(m[key + '_off'])} | {fmt.format(m[key + '_on'])} "
+                f"| {note} |")
+
+    lines = [
+        "| measure (mean over pairs) | refine off | refine on | |",
+        "|---|---:|---:|---|",
+        row("seam: colour step across the blend edge vs the template's own (delta E)", "seam",
+            note=f"lower with refine on in {better.get('seam', '?')} of {n} pairs"),
+        row("seam, worst sector (delta E)", "seam_worst",
+            note=f"lower in {better.get('seam_worst', '?')} of {n}"),
+        row("colour step at the edge of what changed, minus the template's (delta E)",
+            "edge_step"),
+        row("gradient at the edge of what changed, minus the template's", "edge_gradient"),
+        row("mean change outside the face region (0..255)", "outside_changed", "{:.3f}"),
+        row("identity: distance to the source's other photo (dlib; lower = more the source)",
+            "id_to_source", "{:.3f}"),
+        row("identity: distance to the template (dlib)", "id_to_template", "{:.3f}"),
+    ]
+    lines = [line for line in lines if line]
+    if "id_jpeg_noise" in m:
+        lines.append(f"| for scale: the same identity distance moved by re-saving the result "
+                     f"as JPEG 90 | {m['id_jpeg_noise']:.3f} | | the judge's own noise |")
+    lines += ["", f"{n} held-out pairs, ratio {report['ratio']}, {report['backend']}"
+              + (", templates relit (other light and camera than the source)"
+                 if report.get("relight") else
+                 ", source and template in the same studio light")]
+    return "\n".join(lines)

@@ -108,11 +108,12 @@ class FaceFuser:
 
     def fuse(self, source: ImageSource | PreparedSource, template: ImageSource,
              params: FusionParams | None = None, *, template_faces: list[Face] | None = None,
-             **overrides: Any) -> FusionResult:
+             trace: dict[str, np.ndarray] | None = None, **overrides: Any) -> FusionResult:
         """Fuse the source face into the template (see FusionParams for every knob).
 
         `template_faces`, when the caller already analysed this template (the WebUI does,
-        to number the faces), skips analysing it again."""
+        to number the faces), skips analysing it again. `trace`, a dict, receives the last
+        face's crop-space stages (see `fuse_face`) for evaluation and debugging."""
         params = (params or FusionParams()).with_overrides(**overrides)
         timings = Timings()
         if isinstance(source, PreparedSource):
@@ -136,16 +137,21 @@ class FaceFuser:
                                      params.det_threshold)]
         out = image
         for face in targets:
-            out = self.fuse_face(prepared, out, face, params, timings)
+            out = self.fuse_face(prepared, out, face, params, timings, trace)
         with timings.stage("finish"):
             out = finish.resize_output(out, params.resolution)
         return FusionResult(image=out, source_face=prepared.face, template_faces=targets,
                             timings=timings, params=params)
 
     def fuse_face(self, src: PreparedSource, image: np.ndarray, face: Face,
-                   params: FusionParams, timings: Timings) -> np.ndarray:
+                  params: FusionParams, timings: Timings,
+                  trace: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Fuse into one already-analysed face of `image`: every stage from align to finish
-        (the camera path calls this per frame with a tracked face)."""
+        (the camera path calls this per frame with a tracked face).
+
+        `trace`, when given, receives the aligned crops the stages pass along: "template"
+        (the template warped to the fused shape), "texture" (the texture stage's output),
+        "refined", "finished", and the masks "weight" and "face"."""
         size = params.crop_size
         with timings.stage("align"):
             tpl = align_face(image, face, size)
@@ -175,10 +181,12 @@ class FaceFuser:
                 weight = np.zeros((size, size), np.float32)
                 face_region = texture.face_mask(shape, size, region)
                 skin = texture.skin_mask(shape, size, face_region)
+        texture_out = fused
         with timings.stage("refine"):
             if params.refine and params.ratio > 0:
                 fused = self.refiner(params.backend)(fused, face_region, tpl_warped,
                                                      work_side=refine_side(size))
+        refined = fused
         with timings.stage("finish"):
             if params.ratio == 0:  # only the finishing touches may change the template
                 fused = tpl_warped
@@ -186,6 +194,9 @@ class FaceFuser:
             fused = finish.smooth_skin(fused, skin, params.smoothing)
             fused = finish.adjust_tone(fused, face_region, params.brightness,
                                        params.contrast, params.saturation)
+        if trace is not None:
+            trace.update(template=tpl_warped, texture=texture_out, refined=refined,
+                         finished=fused, weight=weight, face=face_region)
         with timings.stage("paste"):
             delta = (fused - tpl_warped) * (face_region > REGION_EPS)[..., None]
             out, _ = paste_back(image, tpl, tpl_field, delta, face_region,

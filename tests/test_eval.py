@@ -88,3 +88,27 @@ def test_landmark_report_against_tem_points(london, capsys):
     report = landmark_report(london / "neutral", limit=6)
     assert report["faces"] == 6
     assert report["regions"]["pupils"]["mean"] < 0.03
+
+
+def test_feather_seam_sees_a_halo_and_nothing_where_there_is_none(astronaut):
+    """The seam measure on a real photo: a face-sized region brightened through a wide
+    feather (a soft halo, invisible to a step detector on a thin edge) scores about the
+    size of the change; the untouched photo scores 0, and a change with no edge at all (a
+    slight blur of the whole photo) next to 0."""
+    import cv2
+
+    from facefuse.evaluate import feather_seam
+
+    img = astronaut.astype(np.float32)
+    region = np.zeros(img.shape[:2], np.float32)
+    cv2.ellipse(region, (240, 130), (70, 90), 0, 0, 360, 1.0, -1)
+    region = cv2.GaussianBlur(region, (0, 0), 12)
+    assert feather_seam(img, img, region) == (0.0, 0.0)
+    lab = cv2.cvtColor(img / 255, cv2.COLOR_RGB2LAB)
+    lab[..., 0] += 10 * region  # +10 L inside, fading out through the feather
+    halo = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255
+    mean, worst = feather_seam(halo, img, region)
+    print(f"halo: mean {mean:.2f}, worst {worst:.2f} delta E")
+    assert 5 < mean < 12 and worst >= mean
+    blurred = cv2.GaussianBlur(img, (0, 0), 1.0)  # a change everywhere, of no seam at all
+    assert feather_seam(blurred, img, region)[0] < 1.0
