@@ -197,16 +197,30 @@ def edge_colour_step(image: np.ndarray, region: np.ndarray, sectors: int = 24) -
     inner = (hard - cv2.erode(hard, kernel)).astype(bool)
     outer = (cv2.dilate(hard, kernel) - hard).astype(bool)
     lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    steps = _sector_steps(lab, inner, outer, _sector_map(region.shape, ys, xs, sectors))
+    return float(np.mean(list(steps.values()))) if steps else 0.0
+
+
+def _sector_map(shape: tuple[int, ...], ys: np.ndarray, xs: np.ndarray, sectors: int
+                ) -> list[np.ndarray]:
+    """Boolean masks of `sectors` equal angles around the centre of the points (ys, xs)."""
     cy, cx = ys.mean(), xs.mean()
-    gy, gx = np.mgrid[0:region.shape[0], 0:region.shape[1]]
+    gy, gx = np.mgrid[0:shape[0], 0:shape[1]]
     sector = ((np.arctan2(gy - cy, gx - cx) + np.pi) / (2 * np.pi) * sectors).astype(int)
     sector = np.minimum(sector, sectors - 1)
-    steps = []
-    for k in range(sectors):
-        a, b = inner & (sector == k), outer & (sector == k)
+    return [sector == k for k in range(sectors)]
+
+
+def _sector_steps(lab: np.ndarray, inner: np.ndarray, outer: np.ndarray,
+                  sector_masks: list[np.ndarray]) -> dict[int, float]:
+    """Per sector with enough of both bands: the colour distance (delta E) between the
+    mean colour of the inner band and that of the outer band."""
+    steps = {}
+    for k, in_sector in enumerate(sector_masks):
+        a, b = inner & in_sector, outer & in_sector
         if a.sum() > 5 and b.sum() > 5:
-            steps.append(float(np.linalg.norm(lab[a].mean(axis=0) - lab[b].mean(axis=0))))
-    return float(np.mean(steps)) if steps else 0.0
+            steps[k] = float(np.linalg.norm(lab[a].mean(axis=0) - lab[b].mean(axis=0)))
+    return steps
 
 
 def edge_gradient(image: np.ndarray, region: np.ndarray) -> float:
@@ -246,18 +260,10 @@ def feather_seam(result: np.ndarray, template: np.ndarray, region: np.ndarray,
     outer = ~some.astype(bool) & cv2.dilate(some, kernel).astype(bool)
     to_lab = lambda im: cv2.cvtColor(np.clip(im, 0, 255).astype(np.float32) / 255.0,  # noqa: E731
                                      cv2.COLOR_RGB2LAB)
-    lab_r, lab_t = to_lab(result), to_lab(template)
-    cy, cx = ys.mean(), xs.mean()
-    gy, gx = np.mgrid[0:region.shape[0], 0:region.shape[1]]
-    sector = ((np.arctan2(gy - cy, gx - cx) + np.pi) / (2 * np.pi) * sectors).astype(int)
-    sector = np.minimum(sector, sectors - 1)
-    departures = []
-    for k in range(sectors):
-        a, b = inner & (sector == k), outer & (sector == k)
-        if a.sum() > 5 and b.sum() > 5:
-            step_r = lab_r[a].mean(axis=0) - lab_r[b].mean(axis=0)
-            step_t = lab_t[a].mean(axis=0) - lab_t[b].mean(axis=0)
-            departures.append(abs(float(np.linalg.norm(step_r) - np.linalg.norm(step_t))))
+    masks = _sector_map(region.shape, ys, xs, sectors)
+    steps_r = _sector_steps(to_lab(result), inner, outer, masks)
+    steps_t = _sector_steps(to_lab(template), inner, outer, masks)
+    departures = [abs(steps_r[k] - steps_t[k]) for k in steps_r]
     if not departures:
         return 0.0, 0.0
     return float(np.mean(departures)), float(np.max(departures))
