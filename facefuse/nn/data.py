@@ -173,9 +173,6 @@ def random_view(arrays: list[np.ndarray], size: int, rng: np.random.Generator
     return out
 
 
-PREMATCH_MODES = ("lab", "texture", "mixed")
-
-
 def texture_match(fg: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """`fg` recoloured and relit to `photo` under `mask` exactly as the texture stage does
     it (skin LAB mean/std, then the low frequencies at 1/24 of the crop), all float 0..1.
