@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from . import finish, geometry, texture
-from .align import AlignedFace, align_face
-from .analysis import Face, FaceAnalyzer, pick_face
 from .errors import ParameterError
 from .imageio import ImageSource, load_image
 from .params import FusionParams
-from .paste import REGION_EPS, paste_back
-from .refine import Refiner, load_refiner, refine_side
+from .stages import finish, geometry, texture
+from .stages.align import AlignedFace, align_face
+from .stages.analysis import Face, FaceAnalyzer, pick_face
+from .stages.paste import REGION_EPS, paste_back
+from .stages.refine import Refiner, load_refiner, refine_side
 
 STAGES = ("load", "analyse", "align", "geometry", "texture", "refine", "paste", "finish")
 

@@ -7,8 +7,8 @@ import pytest
 from conftest import TEM_FOR_MESH, read_tem
 
 from facefuse import NoFaceError
-from facefuse.analysis import LEFT_IRIS, RIGHT_IRIS, pick_face
 from facefuse.imageio import load_image
+from facefuse.stages.analysis import LEFT_IRIS, RIGHT_IRIS, pick_face
 
 
 def test_astronaut_face_is_found_with_a_sane_box_and_pose(engine, astronaut):

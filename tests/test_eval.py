@@ -13,13 +13,13 @@ from facefuse.cli import main
 
 @pytest.fixture(scope="module")
 def judge():
-    from facefuse.judge import Judge
+    from facefuse.quality.judge import Judge
 
     return Judge()
 
 
 def test_judge_on_the_astronaut(judge, astronaut, astronaut_template):
-    from facefuse.judge import descriptor_distance, expression_difference, head_pose
+    from facefuse.quality.judge import descriptor_distance, expression_difference, head_pose
 
     face = judge.face(astronaut)
     assert face is not None and face.landmarks.shape == (68, 2)
@@ -36,7 +36,7 @@ def test_judge_on_the_astronaut(judge, astronaut, astronaut_template):
 
 
 def test_config_specs_parse_and_validate():
-    from facefuse.eval_fusion import parse_config
+    from facefuse.quality.fusion import parse_config
 
     assert parse_config("refine=false") == {"refine": False}
     assert parse_config("mobile")["brightness"] == 0.08
@@ -48,7 +48,7 @@ def test_config_specs_parse_and_validate():
 def test_identity_moves_to_the_source_with_the_ratio(london):
     """Neutral A into smiling B: at ratio 1 the judge sees A (closer to another photo of A
     than at ratio 0) and farther from B, with B's pose kept and a face still found."""
-    from facefuse.eval_fusion import fusion_report, london_pairs
+    from facefuse.quality.fusion import fusion_report, london_pairs
 
     pairs = london_pairs(london, count=12)[:2]
     report = fusion_report(pairs, [0.0, 1.0], {"default": {"refine": False}}, progress=False)
@@ -83,7 +83,7 @@ def test_landmark_report_against_tem_points(london, capsys):
     code = main(["eval", "landmarks", "--data", str(london / "neutral"), "--limit", "6"])
     out = capsys.readouterr().out
     assert code == 0 and "eye corners" in out and "chin" in out
-    from facefuse.eval_fusion import landmark_report
+    from facefuse.quality.fusion import landmark_report
 
     report = landmark_report(london / "neutral", limit=6)
     assert report["faces"] == 6
@@ -97,7 +97,7 @@ def test_feather_seam_sees_a_halo_and_nothing_where_there_is_none(astronaut):
     slight blur of the whole photo) next to 0."""
     import cv2
 
-    from facefuse.evaluate import feather_seam
+    from facefuse.quality.evaluate import feather_seam
 
     img = astronaut.astype(np.float32)
     region = np.zeros(img.shape[:2], np.float32)

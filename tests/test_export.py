@@ -11,7 +11,7 @@ import pytest
 
 from facefuse import BackendError
 from facefuse.export.check import FP32_MAX_ABS, INT8_MIN_FACE_PSNR
-from facefuse.refine import INPUT_IMAGE, MODELS_DIR, OUTPUT, load_refiner
+from facefuse.stages.refine import INPUT_IMAGE, MODELS_DIR, OUTPUT, load_refiner
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from facefuse import FusionParams, NoFaceError, fuse
-from facefuse.align import umeyama
-from facefuse.analysis import LEFT_IRIS, RIGHT_IRIS
 from facefuse.imageio import load_image
+from facefuse.stages.align import umeyama
+from facefuse.stages.analysis import LEFT_IRIS, RIGHT_IRIS
 
 PLAIN = {"smoothing": 0.0, "brightness": 0.0, "contrast": 0.0, "saturation": 0.0,
          "refine": False}
@@ -161,7 +161,7 @@ def test_identity_pose_and_expression_on_real_pairs(engine, london, source, temp
 
 def _identity_points() -> np.ndarray:
     """Eyes, brows, nose and face outline: the shape that says who someone is."""
-    from facefuse import mesh_topology as t
+    from facefuse.stages import mesh_topology as t
 
     groups = (t.LEFT_EYE_LOOP, t.RIGHT_EYE_LOOP, t.LEFT_BROW_POINTS, t.RIGHT_BROW_POINTS,
               t.NOSE_POINTS, t.FACE_OVAL_LOOP)
@@ -189,7 +189,7 @@ def test_open_mouth_keeps_the_template_teeth(engine, london):
     src = load_image(london / "neutral" / "005_03.jpg")
     out = engine.fuse(src, tpl, ratio=1.0, shape_ratio=0.0, refine=False).image
     face = engine.analyzer.detect(tpl)[0]
-    from facefuse.mesh_topology import INNER_LIPS_LOOP
+    from facefuse.stages.mesh_topology import INNER_LIPS_LOOP
 
     inner = np.zeros(tpl.shape[:2], np.uint8)
     cv2.fillPoly(inner, [np.round(face.points[list(INNER_LIPS_LOOP)]).astype(np.int32)], 1)
@@ -265,8 +265,8 @@ def _face_box(face, image_shape, shrink: float = 0.2) -> tuple[slice, slice]:
 
 def test_skin_smoothing_removes_fine_texture_from_skin_only(engine, astronaut_template):
     """On a real aligned face: skin loses fine texture; eyes, brows and lips keep theirs."""
-    from facefuse import finish, texture
-    from facefuse.align import align_face
+    from facefuse.stages import finish, texture
+    from facefuse.stages.align import align_face
 
     face = engine.analyzer.detect(astronaut_template)[0]
     crop = align_face(astronaut_template, face, 512)

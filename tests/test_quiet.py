@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from facefuse.quiet import NATIVE_LOG, could_become_native, split_pieces
+from facefuse.cli.quiet import NATIVE_LOG, could_become_native, split_pieces
 
 
 def test_pieces_split_on_carriage_returns_and_newlines():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from facefuse import BackendError, ParameterError
-from facefuse.refine import (
+from facefuse.stages.refine import (
     INPUT_IMAGE,
     INPUT_MASK,
     INPUT_TEMPLATE,
@@ -90,8 +90,8 @@ def test_on_an_unfamiliar_photo_the_refiner_stays_gentle(refiner, engine, astron
     template, harmless. (It does not improve this photo: see the model card's limits.)"""
     import cv2
 
-    from facefuse.align import align_face
-    from facefuse.texture import face_mask, lab_transfer
+    from facefuse.stages.align import align_face
+    from facefuse.stages.texture import face_mask, lab_transfer
 
     face = engine.analyzer.detect(astronaut)[0]
     aligned = align_face(astronaut, face, 320)
@@ -116,10 +116,10 @@ def test_improves_held_out_london_composites(refiner, london, tmp_path_factory):
     """The claim of `facefuse eval harmonize`, on a few held-out composites (light changed
     locally and globally, phone ISP, a moved and re-feathered mask): the colour-matched face
     refined by the U-Net beats the colour match alone, as in the pipeline."""
-    from facefuse.evaluate import unet_method
     from facefuse.nn.data import build_faceset, split_ids, validation_composites
-    from facefuse.refine import REFINE_SIDE
-    from facefuse.texture import lab_transfer
+    from facefuse.quality.evaluate import unet_method
+    from facefuse.stages.refine import REFINE_SIDE
+    from facefuse.stages.texture import lab_transfer
 
     held = [p for p in sorted((london / "neutral").glob("*.jpg"))]
     folder = tmp_path_factory.mktemp("held-out")
@@ -171,8 +171,8 @@ def test_missing_model_is_a_backend_error(tmp_path):
 
 def test_int8_agrees_with_fp32_on_a_real_face(engine, astronaut):
     """The shipped INT8 model (the phone and camera model) against FP32, face region."""
-    from facefuse.align import align_face
-    from facefuse.texture import face_mask
+    from facefuse.stages.align import align_face
+    from facefuse.stages.texture import face_mask
 
     fp32, int8 = load_refiner("ort-fp32"), load_refiner("ort-int8")
     face = engine.analyzer.detect(astronaut)[0]
@@ -212,7 +212,7 @@ def test_in_the_pipeline_the_refiner_shrinks_the_seam_and_keeps_the_rest(london)
     feathered seam measure, pair by pair), nothing outside the face moves, and the judge's
     identity distance to the source's other photo changes no more than a JPEG re-save
     moves it (~0.005)."""
-    from facefuse.evaluate import refine_on_off_report
+    from facefuse.quality.evaluate import refine_on_off_report
 
     report = refine_on_off_report(london, pairs=3)
     for row in report["pairs"]:

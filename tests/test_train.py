@@ -33,7 +33,7 @@ def _train(photos, out, *extra: str) -> int:
 
 
 def test_train_checkpoints_resumes_exactly_and_exports(photos, tmp_path):
-    from facefuse.refine import Refiner
+    from facefuse.stages.refine import Refiner
 
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert _train(photos, straight, "--prematch", "mixed", "--edge-weight", "2") == 0

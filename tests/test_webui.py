@@ -193,7 +193,7 @@ def test_camera_tab_with_a_fake_camera(server, photos, tmp_path, astronaut):
     back from the server with their timing."""
     from playwright.sync_api import expect, sync_playwright
 
-    from facefuse.stream import make_face_video, video_to_y4m
+    from facefuse.runners.live import make_face_video, video_to_y4m
 
     video = make_face_video(astronaut, tmp_path / "face.mp4", frames=30)
     y4m = video_to_y4m(video, tmp_path / "face.y4m")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..align import CANONICAL_KEYPOINTS
 from ..errors import ParameterError
-from ..refine import (
+from ..stages.align import CANONICAL_KEYPOINTS
+from ..stages.refine import (
     INPUT_IMAGE,
     INPUT_MASK,
     INPUT_TEMPLATE,

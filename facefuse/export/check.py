@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..nn.unet import RefineUNet, apply_colour_transform
-from ..refine import Refiner, resized_feeds
+from ..stages.refine import Refiner, resized_feeds
 from . import litert as litert_export
 
 # Agreement thresholds (outputs and activations in the network's own units).
@@ -163,7 +163,7 @@ def check(net: RefineUNet, samples: list[tuple[np.ndarray, ...]], side: int,
 def _coreml_specs(files: dict[str, Path], net: RefineUNet) -> list[dict]:
     """Core ML packages cannot run on Linux: their spec is checked instead (the refiner's
     input and output names, the size in the file name, float32 I/O, weight precision)."""
-    from ..refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT
+    from ..stages.refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT
     from . import coreml
 
     rows = []
@@ -205,7 +205,7 @@ def _whole_network(net: RefineUNet, samples: list, side: int, files: dict[str, P
                    tmpdir: Path) -> list[dict]:
     """The full refiner: torch vs ONNX FP32 / LiteRT FP32 (float thresholds), and the INT8
     files vs torch by face-region PSNR."""
-    from ..refine import model_path
+    from ..stages.refine import model_path
 
     candidates = {"onnxruntime fp32": model_path("ort-fp32")}
     candidates[f"litert fp32 {side}"] = files.get(f"litert-fp32-{side}") or \

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import BackendError
-from ..refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT
+from ..stages.refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT
 
 MINIMUM_TARGET = "iOS16"  # ML Program with FP16 compute: iPhone 8 and later on iOS 16
 

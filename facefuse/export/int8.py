@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, Refiner
+from ..stages.refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, Refiner
 
 SENSITIVE_NODES = ("/stem/stem.0/Conv", "/head/Conv")
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import BackendError
-from ..refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT, resized_feeds
+from ..stages.refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT, resized_feeds
 
 
 def require_export_tools() -> None:

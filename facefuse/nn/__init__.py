@@ -1,0 +1,1 @@
+"""torch only: the refiner U-Net, its training data and training loop, its ONNX graph."""

@@ -21,11 +21,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..align import align_face
-from ..analysis import FaceAnalyzer
 from ..errors import FaceFuseError
 from ..imageio import load_image
-from ..texture import face_mask, lab_transfer, match_colour
+from ..stages.align import align_face
+from ..stages.analysis import FaceAnalyzer
+from ..stages.texture import face_mask, lab_transfer, match_colour
 
 CACHE_SIZE = 512
 VALIDATION_EVERY = 7  # every 7th identity (sorted) is held out: 10 of the 68 London people

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT
+from ..stages.refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, OUTPUT
 
 OPSET = 17
 

@@ -178,7 +178,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     best_ckpt = torch.load(out / "best.pt", weights_only=False)
     model.load_state_dict(best_ckpt["model"])
     model.eval()
-    from ..export.onnx_export import export_onnx
+    from .onnx_export import export_onnx
 
     export_onnx(model, out / "unet_fp32.onnx")
     summary = {

@@ -26,8 +26,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .imageio import load_image
-from .params import FusionParams
+from ..imageio import load_image
+from ..params import FusionParams
 
 
 def machine() -> dict[str, Any]:
@@ -97,9 +97,9 @@ def bench_album(pairs: list[tuple[Path, Path]], batch_templates: list[Path],
     and facefuse's batch throughput on all cores (worker start-up included)."""
     import tempfile
 
-    from .batch import run_batch
+    from ..pipeline import FaceFuser, Timings
+    from ..runners.batch import run_batch
     from .judge import Judge
-    from .pipeline import FaceFuser, Timings
 
     judge = Judge()
     images = [(load_image(s), load_image(t)) for s, t in pairs]
@@ -141,8 +141,8 @@ def bench_live(photo: np.ndarray, source: np.ndarray, frames: int = 150,
     """Camera path on a recorded 640x480 face video: fps and per-frame ms."""
     import tempfile
 
-    from .pipeline import FaceFuser
-    from .stream import LiveFuser, make_face_video, read_video
+    from ..pipeline import FaceFuser
+    from ..runners.live import LiveFuser, make_face_video, read_video
 
     with tempfile.TemporaryDirectory() as tmp:
         video = make_face_video(photo, Path(tmp) / "face.mp4", frames=frames)
@@ -173,11 +173,11 @@ def bench_preview(source: np.ndarray, template: np.ndarray, runs: int = 15) -> d
     """The WebUI preview handler (slider moved: cached analyses, 320 crop, 640 px copies)."""
     import tempfile
 
-    from .webui import offline_environment
+    from ..webui import offline_environment
 
     with tempfile.TemporaryDirectory() as tmp:
         offline_environment(Path(tmp))
-        from .webui.app import WebApp
+        from ..webui.app import WebApp
 
         app = WebApp(Path(tmp))
         values = [f.default for f in app.specs]
@@ -195,7 +195,7 @@ def bench_preview(source: np.ndarray, template: np.ndarray, runs: int = 15) -> d
 
 
 def bench_refiner(backends: list[str], sizes: list[int], runs: int = 30) -> list[dict]:
-    from .refine import load_refiner, model_path
+    from ..stages.refine import load_refiner, model_path
 
     rows = []
     for backend in backends:
@@ -237,7 +237,7 @@ def bench_phone(models: Path, sizes: list[int], held_out: list[tuple[np.ndarray,
     """Each backend x size in a fresh subprocess (so load time and peak RSS are its own):
     file size, load ms, warm latency p50/p95, peak RSS; then face-region PSNR of its outputs
     on `held_out` crops against ONNX FP32 at the same size."""
-    from .refine import resized_feeds
+    from ..stages.refine import resized_feeds
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -254,7 +254,7 @@ def bench_phone(models: Path, sizes: list[int], held_out: list[tuple[np.ndarray,
                     rows.append({"backend": backend, "size": size, "missing": path.name})
                     continue
                 outputs = tmpdir / f"out_{backend}_{size}.npz"
-                proc = subprocess.run([sys.executable, "-m", "facefuse.bench", "worker",
+                proc = subprocess.run([sys.executable, "-m", "facefuse.quality.bench", "worker",
                                        str(path), str(inputs), str(outputs), str(runs)],
                                       capture_output=True, text=True, check=False)
                 if proc.returncode != 0:
@@ -286,7 +286,7 @@ def _worker(path: str, inputs: str, outputs: str, runs: int) -> None:
     Peak RSS covers loading the model and the timed runs on one input (the inputs for the
     PSNR outputs are read afterwards); "runtime" is that peak minus the process after
     importing the runtime, i.e. what the model itself and its arenas cost."""
-    from .refine import Refiner
+    from ..stages.refine import Refiner
 
     if path.endswith(".tflite"):
         import ai_edge_litert.interpreter  # noqa: F401

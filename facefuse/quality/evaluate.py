@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import FaceFuseError
-from .refine import REFINE_SIDE, Refiner, model_path
-from .texture import lab_transfer
+from ..errors import FaceFuseError
+from ..stages.refine import REFINE_SIDE, Refiner, model_path
+from ..stages.texture import lab_transfer
 
 # (composite, mask, template or None) -> result, all float 0..1
 Method = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
@@ -90,11 +90,11 @@ def harmonize_report(data_dir: Path, *, size: int = 512, per_face: int = 3,
                      backend: str = "ort-fp32", model: Path | None = None,
                      cache: Path | None = None) -> dict:
     """Scores of the four methods on composites of the held-out identities only."""
-    from .nn.data import build_faceset, split_ids, validation_composites
+    from ..nn.data import build_faceset, split_ids, validation_composites
 
     faces = None
     if cache is not None and cache.exists():
-        from .nn.data import load_or_build
+        from ..nn.data import load_or_build
 
         faces = load_or_build(data_dir, cache)
     if faces is None:
@@ -284,9 +284,9 @@ def refine_on_off_report(data_dir: Path, *, pairs: int = 10, backend: str = "ort
     training augmentation: exposure, casts, white balance, gamma, often a directional ramp
     and the phone ISP; seeded per pair), so source and template no longer share the London
     set's studio light. `model` evaluates another ONNX file in place of the shipped one."""
-    from .imageio import load_image
-    from .nn.data import find_photos, person_id, perturb_colour, split_ids
-    from .pipeline import FaceFuser
+    from ..imageio import load_image
+    from ..nn.data import find_photos, person_id, perturb_colour, split_ids
+    from ..pipeline import FaceFuser
 
     judge = None
     if identity:

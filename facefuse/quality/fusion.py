@@ -17,10 +17,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import FaceFuseError, ParameterError
+from ..errors import FaceFuseError, ParameterError
+from ..imageio import load_image
+from ..params import PRESETS, FusionParams, param_names
 from .evaluate import feather_seam
-from .imageio import load_image
-from .params import PRESETS, FusionParams, param_names
 
 METRICS = ("id_to_source", "id_to_template", "top1", "pose_diff", "expr_diff", "seam",
            "found", "ms")
@@ -102,13 +102,13 @@ def fusion_report(pairs: list[Pair], ratios: list[float],
     """Every pair x ratio x configuration, judged; plus summaries."""
     from tqdm import tqdm
 
+    from ..pipeline import FaceFuser
     from .judge import (
         Judge,
         descriptor_distance,
         expression_difference,
         pose_difference,
     )
-    from .pipeline import FaceFuser
 
     judge = Judge()
     gallery = {}
@@ -244,7 +244,7 @@ def contact_sheet(report: dict, path: Path, config: str | None = None, thumb: in
         cv2.putText(header, label, (i * thumb + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
                     (0, 0, 0), 1, cv2.LINE_AA)
     sheet = np.vstack([header, *rows])
-    from .imageio import save_image
+    from ..imageio import save_image
 
     return save_image(path, sheet, note="facefuse eval contact sheet")
 
@@ -284,7 +284,7 @@ def identity_plot(report: dict, path: Path) -> Path:
 
 def landmark_report(data_dir: Path, limit: int | None = None) -> dict:
     """Our analysis stage against the hand-placed .tem points, per region (NME per IOD)."""
-    from .pipeline import FaceFuser
+    from ..pipeline import FaceFuser
 
     regions = {"pupils": {468: 0, 473: 1}, "eye corners": {33: 18, 133: 22, 263: 27, 362: 23},
                "mouth corners": {61: 87, 291: 93}, "chin": {152: 129}}

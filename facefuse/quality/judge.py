@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import BackendError
+from ..errors import BackendError
 
 # A generic 3D face (mm) for solvePnP, at dlib's 68-point indices: nose tip, chin, outer eye
 # corners (image left, right), mouth corners. Camera axes: x right, y down, z away from the

@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FaceFuseError
-from .imageio import SAVE_FORMATS, save_image
-from .params import FusionParams
-from .pipeline import FaceFuser, PreparedSource
+from ..errors import FaceFuseError
+from ..imageio import SAVE_FORMATS, save_image
+from ..params import FusionParams
+from ..pipeline import FaceFuser, PreparedSource
 
 IMAGE_EXTENSIONS = frozenset(SAVE_FORMATS)
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .analysis import FaceAnalyzer
-from .errors import ImageError
-from .params import FusionParams
-from .pipeline import FaceFuser, PreparedSource, Timings
-from .refine import model_path
+from ..errors import ImageError
+from ..params import FusionParams
+from ..pipeline import FaceFuser, PreparedSource, Timings
+from ..stages.analysis import FaceAnalyzer
+from ..stages.refine import model_path
 
 LIVE_CROP = 320
 

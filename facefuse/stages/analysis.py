@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .errors import NoFaceError, ParameterError
+from ..errors import NoFaceError, ParameterError
 
 # Landmark indices of MediaPipe's 478-point mesh that the other stages name.
 RIGHT_IRIS, LEFT_IRIS = 468, 473  # subject's right eye is on the image's left

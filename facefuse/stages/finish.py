@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .errors import ParameterError
+from ..errors import ParameterError
 from .texture import mask_box
 
 

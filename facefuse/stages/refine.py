@@ -17,9 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import BackendError, ParameterError
+from ..errors import BackendError, ParameterError
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 MODEL_FILES = {"ort-fp32": "unet_fp32.onnx", "ort-int8": "unet_int8.onnx",
                "litert-fp32": "unet_fp32_256.tflite", "litert-int8": "unet_int8_256.tflite"}
 # The network was trained on 256 px views of the aligned 512 crop, and its change is a smooth

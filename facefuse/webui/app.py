@@ -20,12 +20,12 @@ import cv2
 import numpy as np
 
 from .. import __version__
-from ..analysis import Face
 from ..errors import FaceFuseError
 from ..imageio import ImageLimits, load_image, save_image
 from ..params import PRESETS, FusionParams, param_specs
 from ..pipeline import FaceFuser, PreparedSource
-from ..stream import LiveFuser
+from ..runners.live import LiveFuser
+from ..stages.analysis import Face
 
 # Bilingual labels (中文 / English) for every parameter; help text comes from FusionParams.
 LABELS = {

@@ -1,0 +1,7 @@
+"""`python -m facefuse.cli`: the same as the `facefuse` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,77 @@
+"""`facefuse bench`: speed, as ratios against baselines measured in the same run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import ParameterError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure speed (ratios against baselines, same run)")
+    p.add_argument("--data", required=True, help="the London set (1350 px photos)")
+    p.add_argument("--pairs", type=int, default=8)
+    p.add_argument("--batch", type=int, default=40, help="templates in the batch run")
+    p.add_argument("--only", default=None,
+                   help="comma list of album,live,preview,refiner,phone (default: all)")
+    p.add_argument("--models", default=None, help="an export folder (facefuse export -o) for "
+                   "the phone table; default: the shipped models")
+    p.add_argument("--sizes", default="512,320", help="sizes of the phone table")
+    p.add_argument("--json", default=None)
+    p.add_argument("--plot", default=None, help="write a PNG chart here")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from ..imageio import load_image
+    from ..quality import bench
+    from ..stages.refine import MODELS_DIR, model_path
+
+    data = Path(args.data) if args.data else None
+    if data is not None and (data / "neutral").is_dir():
+        ids = sorted(p.stem.split("_")[0] for p in (data / "smiling").glob("*.jpg"))[:args.pairs]
+        pairs = [(data / "neutral" / f"{ids[(i + 1) % len(ids)]}_03.jpg",
+                  data / "smiling" / f"{ids[i]}_08.jpg") for i in range(len(ids))]
+    else:
+        raise ParameterError("--data must be the London set layout (neutral/, smiling/)")
+    source, template = load_image(pairs[0][0]), load_image(pairs[0][1])
+    report: dict = {"machine": bench.machine()}
+    parts = args.only.split(",") if args.only else ["album", "live", "preview", "refiner",
+                                                     "phone"]
+    if "phone" in parts:
+        from ..export import real_samples
+
+        sizes = [int(v) for v in args.sizes.split(",")]
+        models = Path(args.models) if args.models else MODELS_DIR
+        held_out = real_samples(data, 12, 512, seed=11, held_out=True)
+        report["phone"] = bench.bench_phone(models, sizes, held_out) + \
+            bench.coreml_rows(models, sizes)
+    if "refiner" in parts:
+        report["refiner"] = bench.bench_refiner(["ort-fp32", "ort-int8"], [320, 512])
+    if "preview" in parts:
+        report["preview"] = bench.bench_preview(source, template)
+    if "live" in parts:
+        report["live"] = [bench.bench_live(template, source, refine=False)]
+        for backend in ("ort-int8", "litert-int8"):  # what the camera path runs
+            if model_path(backend).exists() and _runtime_available(backend):
+                report["live"].append(bench.bench_live(template, source, backend=backend))
+    if "album" in parts:
+        report["album"] = bench.bench_album(pairs, sorted((data / "smiling").glob("*.jpg"))[
+            :args.batch])
+    print(bench.markdown(report))
+    if args.json:
+        Path(args.json).write_text(_json.dumps(report, indent=2))
+    if args.plot:
+        print(f"chart: {bench.plot(report, Path(args.plot))}")
+    return 0
+
+
+def _runtime_available(backend: str) -> bool:
+    if not backend.startswith("litert"):
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec("ai_edge_litert") is not None

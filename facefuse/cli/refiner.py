@@ -1,0 +1,81 @@
+"""`facefuse harmonize` and `facefuse train`: the U-Net on its own."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import BackendError, ParameterError
+from ..params import BACKENDS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("harmonize", help="harmonise a masked region with the U-Net")
+    p.add_argument("image", help="the photo")
+    p.add_argument("mask", help="grayscale mask of the same size, white = region")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--backend", choices=BACKENDS, default="ort-fp32")
+    p.set_defaults(func=cmd_harmonize)
+
+    p = sub.add_parser("train", help="train the refiner U-Net (needs the train extra)")
+    p.add_argument("--data", required=True, help="folder of face photos (e.g. ../shared/"
+                   "faces/london)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint, best weights, ONNX")
+    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--size", type=int, default=256, help="training crop side")
+    p.add_argument("--batch", type=int, default=12)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--init", default=None, help="start from a checkpoint (fine-tuning)")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop after this many steps (the schedule still spans --steps)")
+    p.add_argument("--prematch", nargs="?", const="lab", default=None,
+                   choices=["lab", "texture", "mixed"],
+                   help="colour-match composites first, as the pipeline does before the "
+                        "refiner: lab (mean/std to the template; the default when given "
+                        "alone), texture (the texture stage's own match), mixed (either)")
+    p.add_argument("--edge-weight", type=float, default=0.0,
+                   help="extra loss weight on the mask's feathered edge (default 0)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_harmonize(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..imageio import load_image, save_format, save_image
+    from ..stages.refine import harmonize, load_refiner
+
+    save_format(args.output)
+    image = load_image(args.image, name="image")
+    mask = load_image(args.mask, name="mask").mean(axis=2).astype(np.float32) / 255.0
+    refiner = load_refiner(args.backend)
+    result = harmonize(refiner, image, mask)
+    save_image(args.output, result, note="harmonized")
+    print(f"saved {args.output} ({result.shape[1]}x{result.shape[0]})")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from ..nn.train import TrainConfig, train
+    except ImportError as exc:
+        raise BackendError("training needs the train extra: pip install -e '.[train]' "
+                           f"({exc})") from None
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ParameterError("--device cuda: no CUDA device is available here")
+    cfg = TrainConfig(data=args.data, out=args.out, steps=args.steps, size=args.size,
+                      batch=args.batch, lr=args.lr, seed=args.seed, device=args.device,
+                      val_every=args.val_every, init=args.init, prematch=args.prematch,
+                      edge_weight=args.edge_weight, stop_after=args.stop_after)
+    summary = train(cfg, progress=not args.quiet)
+    best = summary["best"]
+    print(f"best validation PSNR {best['psnr_refined']:.2f} dB (composites "
+          f"{best['psnr_composite']:.2f} dB) at step {best['step']}; model: "
+          f"{Path(args.out) / 'unet_fp32.onnx'}")
+    return 0

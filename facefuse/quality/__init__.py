@@ -1,0 +1,1 @@
+"""Measuring tools, apart from the product: the independent judge, quality reports, bench."""

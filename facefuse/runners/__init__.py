@@ -1,0 +1,1 @@
+"""Many images or frames through one engine: batch folders, the live camera path."""
