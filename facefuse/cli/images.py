@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
 
-from ..errors import FaceFuseError
+from ..errors import FaceFuseError, ParameterError
 from .options import add_fusion_options, params_from_args
 
 
@@ -22,15 +23,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("batch", help="fuse one source face into every photo of a folder")
-    p.add_argument("source", help="photo with the face to put in")
-    p.add_argument("template_dir", help="folder of template photos")
+    p.add_argument("source", help="photo with the face to put in, or a CSV of "
+                   "source,template[,output] pairs (then no TEMPLATE_DIR)")
+    p.add_argument("template_dir", nargs="?", help="folder of template photos")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--workers", type=int, default=0,
-                   help="worker threads (default: one per core)")
+                   help="worker threads (default: one per core); with --engine ray, Ray "
+                   "workers (default: as many as the cluster's CPUs allow)")
     p.add_argument("--ext", default=None, help="output extension, e.g. .png (default: the "
                    "template's own)")
     p.add_argument("--report", default=None, help="write a JSON report of every photo")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true", help="keep outputs that an earlier run "
+                   "with the same inputs and settings finished; do only the rest")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: threads on this machine; ray: a Ray cluster (needs the "
+                   "cluster extra, see docs/scale.md)")
+    p.add_argument("--address", default=None, help="with --engine ray: the cluster to join "
+                   "(host:port); default: a private Ray on this machine")
+    p.add_argument("--cpus-per-worker", type=int, default=1,
+                   help="with --engine ray: CPUs (and ONNX Runtime threads) per worker")
     add_fusion_options(p)
     p.set_defaults(func=cmd_batch)
 
@@ -59,41 +71,89 @@ def cmd_fuse(args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..imageio import save_format
+    from ..imageio import atomic_write, save_format
     from ..pipeline import FaceFuser
-    from ..runners.batch import list_templates, run_batch
+    from ..runners.batch import (
+        STATUS_KEPT,
+        BatchSettings,
+        OutputFullError,
+        folder_tasks,
+        list_templates,
+        read_pairs_csv,
+        run_tasks,
+    )
 
     params = params_from_args(args)
     if args.ext:
         save_format("x" + args.ext)
-    templates, ignored = list_templates(Path(args.template_dir))
-    if not templates:
-        raise FaceFuseError(f"no images (jpg, png, webp, bmp, tiff) in {args.template_dir}")
-    with FaceFuser() as engine:
-        prepared = engine.prepare_source(args.source, params)
+    if args.cpus_per_worker < 1:
+        raise ParameterError("--cpus-per-worker must be 1 or more")
+    out_dir = Path(args.output)
+    ignored: list[Path] = []
+    prepared = {}
+    if Path(args.source).suffix.lower() == ".csv":
+        if args.template_dir:
+            raise ParameterError("a pairs CSV names its templates: drop TEMPLATE_DIR")
+        tasks = read_pairs_csv(Path(args.source), out_dir, args.ext)
+    else:
+        if not args.template_dir:
+            raise ParameterError("batch needs TEMPLATE_DIR (or a CSV of source,template "
+                                 "pairs as SOURCE)")
+        templates, ignored = list_templates(Path(args.template_dir))
+        if not templates:
+            raise FaceFuseError(f"no images (jpg, png, webp, bmp, tiff) in "
+                                f"{args.template_dir}")
+        tasks = folder_tasks(Path(args.source), templates, out_dir, args.ext)
+        with FaceFuser() as engine:  # a source without a face stops here, before any work
+            prepared = {Path(args.source): engine.prepare_source(args.source, params)}
+    settings = BatchSettings(params, resume=args.resume)
     started = time.perf_counter()
-    failures = []
-    with tqdm(total=len(templates), unit="photo", desc="fusing", file=sys.stderr,
+    finished = []
+    with tqdm(total=len(tasks), unit="photo", desc="fusing", file=sys.stderr,
               disable=args.quiet) as bar:
         def report(item):
+            finished.append(item)
             if not item.ok:
-                failures.append(item)
                 bar.write(f"skipped {item.template.name}: {item.message}", file=sys.stderr)
             bar.update(1)
 
-        results = run_batch(prepared, templates, Path(args.output), params,
-                            workers=args.workers, ext=args.ext, on_item=report)
+        try:
+            if args.engine == "ray":
+                from ..runners.cluster import run_on_ray
+
+                results = run_on_ray(tasks, settings, address=args.address,
+                                     workers=args.workers,
+                                     cpus_per_worker=args.cpus_per_worker, on_item=report)
+            else:
+                results = run_tasks(tasks, settings, workers=args.workers,
+                                    prepared=prepared, on_item=report)
+        except OutputFullError:
+            if args.report:  # what was finished, if the report's own disk has room
+                with contextlib.suppress(OSError):
+                    atomic_write(args.report, _report_json(finished))
+            raise
     elapsed = time.perf_counter() - started
+    failures = [r for r in results if not r.ok]
+    kept = sum(r.status == STATUS_KEPT for r in results)
     done = sum(r.ok for r in results)
+    fused_now = max(1, len(results) - kept)
     print(f"{done} of {len(results)} fused into {args.output} in {elapsed:.1f} s "
-          f"({elapsed / max(1, len(results)):.2f} s per photo)"
+          f"({elapsed / fused_now:.2f} s per photo)"
+          + (f"; {kept} already done, kept" if kept else "")
           + (f"; {len(failures)} failed" if failures else "")
           + (f"; {len(ignored)} non-image file(s) ignored" if ignored else ""))
     for item in failures:
         print(f"  failed: {item.template.name}: {item.message}")
     if args.report:
-        Path(args.report).write_text(json.dumps(
-            [{"template": str(r.template), "output": str(r.output) if r.output else None,
-              "ok": r.ok, "message": r.message, "ms": round(r.ms, 1)} for r in results],
-            indent=2))
+        atomic_write(args.report, _report_json(results))
     return 0 if not failures else 1
+
+
+def _report_json(items) -> bytes:
+    """One row per photo: the original keys (template, output, ok, message, ms) first."""
+    rows = []
+    for item in items:
+        row = item.to_row()
+        row.pop("fatal")
+        rows.append(row)
+    return json.dumps(rows, indent=2).encode()
