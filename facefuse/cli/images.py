@@ -113,7 +113,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
               disable=args.quiet) as bar:
         def report(item):
             finished.append(item)
-            if not item.ok:
+            if not item.ok and not item.fatal:  # a full disk is the one error line
                 bar.write(f"skipped {item.template.name}: {item.message}", file=sys.stderr)
             bar.update(1)
 

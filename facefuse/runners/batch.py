@@ -342,6 +342,8 @@ def run_tasks(tasks: Sequence[BatchTask], settings: BatchSettings, *, workers: i
         worker = BatchWorker(engine, settings, prepared)
         futures = {pool.submit(worker, t): t for t in tasks}
         for fut in as_completed(futures):
+            if fut.cancelled():  # not started: the output folder filled up first
+                continue
             item = fut.result()
             results[futures[fut]] = item
             if item.fatal and full is None:

@@ -14,6 +14,7 @@ Needs the `cluster` extra (`ray[data]`).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -94,6 +95,7 @@ def run_on_ray(tasks: Sequence[BatchTask], settings: BatchSettings, *,
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the caller's bar shows progress
         ctx.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # one bar, one summary
         cpus = int(ray.cluster_resources().get("CPU", 1))
         workers = max(1, min(workers or cpus // max(1, cpus_per_worker), len(tasks) or 1))
         blocks = min(len(tasks), max(workers * 4, math.ceil(len(tasks) / items_per_block)))
