@@ -72,7 +72,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+                 configure_logging=False, _node_ip_address="127.0.0.1")
     return True
 
 
