@@ -6,6 +6,7 @@
 - live: frames per second of the camera path on a recorded face video (640x480);
 - preview: the WebUI's slider preview (downscaled copies, 320 crop);
 - refiner: U-Net latency per backend and size;
+- cluster: the batch on a private Ray with 1 and 2 workers against the local batch;
 - phone: per backend x size, each in a fresh subprocess: file size, load time, warm latency
   p50/p95, peak RSS, and face-region PSNR against ONNX FP32 on held-out faces.
 """
@@ -134,6 +135,67 @@ def bench_album(pairs: list[tuple[Path, Path]], batch_templates: list[Path],
         "speedup_batch": classical_s / batch_s,
         "batch_ok": sum(i.ok for i in items),
     }
+
+
+def bench_cluster(source: Path, templates: list[Path], worker_counts: tuple[int, ...] = (1, 2)
+                  ) -> dict[str, Any]:
+    """The local batch, then the same batch on a private Ray with 1, 2... workers, in one run
+    (default settings, refiner on): start-up (to the first photo), steady photos/s (first to
+    last photo) and photos/s over the whole wall time."""
+    import tempfile
+
+    from ..runners.batch import BatchSettings, folder_tasks, run_tasks
+    from ..runners.cluster import connect, run_on_ray
+
+    def timed(run, out: Path) -> dict[str, Any]:
+        # Ray hands rows back a block at a time, so the pace is read from when each worker
+        # finished each photo, not from when the driver saw it.
+        start = time.time()
+        items = run(folder_tasks(source, templates, out))
+        wall = time.time() - start
+        done = sorted(i.finished for i in items)
+        steady = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 else 0.0
+        return {"photos": len(items), "ok": sum(i.ok for i in items), "wall_s": wall,
+                "startup_s": done[0] - start, "photos_per_s": len(items) / wall,
+                "steady_photos_per_s": steady}
+
+    import ray
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        def local(tasks):
+            return run_tasks(tasks, BatchSettings())
+
+        rows.append({"engine": "local threads", "workers": os.cpu_count(),
+                     **timed(local, Path(tmp) / "local")})
+        start = time.perf_counter()
+        connect(None)
+        ray_start = time.perf_counter() - start
+        try:
+            for n in worker_counts:
+                rows.append({"engine": "ray", "workers": n, **timed(
+                    lambda tasks, n=n: run_on_ray(tasks, BatchSettings(), workers=n),
+                    Path(tmp) / f"ray{n}")})
+        finally:
+            ray.shutdown()
+        # Again at the end: on a shared machine the load drifts; both local rows show how much.
+        rows.append({"engine": "local threads, again", "workers": os.cpu_count(),
+                     **timed(local, Path(tmp) / "local2")})
+    base = (rows[0]["steady_photos_per_s"] + rows[-1]["steady_photos_per_s"]) / 2
+    for r in rows:
+        r["vs_local"] = r["steady_photos_per_s"] / base if base else 0.0
+    return {"rows": rows, "ray_start_s": ray_start, "photos": len(templates)}
+
+
+def cluster_markdown(c: dict[str, Any]) -> list[str]:
+    lines = [f"### Batch on Ray vs the local batch ({c['photos']} London photos, refiner on)",
+             "", "| engine | workers | start-up s (to first photo) | photos/s steady | "
+             "photos/s incl. start-up | steady vs local (mean of both) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['engine']} | {r['workers']} | {r['startup_s']:.1f} | "
+              f"{r['steady_photos_per_s']:.2f} | {r['photos_per_s']:.2f} | "
+              f"{r['vs_local']:.2f}x |" for r in c["rows"]]
+    return [*lines, "", f"Starting the private Ray itself: {c['ray_start_s']:.1f} s.", ""]
 
 
 def bench_live(photo: np.ndarray, source: np.ndarray, frames: int = 150,
@@ -421,6 +483,8 @@ def markdown(report: dict[str, Any]) -> str:
         p = report["preview"]
         lines += [f"WebUI slider preview: p50 {p['preview_ms_p50']:.0f} ms, "
                   f"p95 {p['preview_ms_p95']:.0f} ms (target < 150 ms)", ""]
+    if "cluster" in report:
+        lines += cluster_markdown(report["cluster"])
     if report.get("refiner"):
         lines += ["### Refiner U-Net (ONNX Runtime)", "",
                   "| backend | size | file KB | load ms | p50 ms | p95 ms |",

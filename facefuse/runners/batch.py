@@ -16,6 +16,7 @@ pool and in each Ray worker (`runners.cluster`), so both engines share this logi
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import hashlib
 import json
@@ -77,13 +78,15 @@ class BatchItem:
     status: str = ""
     worker: str = ""
     fatal: bool = False  # the output folder is full: stop the batch
+    finished: float = 0.0  # when the worker was done with it (Unix time)
 
     def to_row(self) -> dict[str, Any]:
         """Plain values: a JSON report row, and what a Ray worker sends back to the driver."""
         return {"template": str(self.template), "output": str(self.output) if self.output
                 else None, "ok": self.ok, "message": self.message, "ms": round(self.ms, 1),
                 "source": str(self.source) if self.source else None, "id": self.item_id,
-                "status": self.status, "worker": self.worker, "fatal": self.fatal}
+                "status": self.status, "worker": self.worker, "fatal": self.fatal,
+                "finished": round(self.finished, 3)}
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> BatchItem:
@@ -93,7 +96,8 @@ class BatchItem:
                    ms=float(row.get("ms") or 0.0),
                    source=Path(row["source"]) if row.get("source") else None,
                    item_id=str(row.get("id") or ""), status=str(row.get("status") or ""),
-                   worker=str(row.get("worker") or ""), fatal=bool(row.get("fatal")))
+                   worker=str(row.get("worker") or ""), fatal=bool(row.get("fatal")),
+                   finished=float(row.get("finished") or 0.0))
 
 
 @dataclass(frozen=True)
@@ -279,6 +283,10 @@ class BatchWorker:
             return self._sources[path]
 
     def __call__(self, task: BatchTask) -> BatchItem:
+        item = self._run(task)
+        return dataclasses.replace(item, finished=time.time())
+
+    def _run(self, task: BatchTask) -> BatchItem:
         start = time.perf_counter()
         base = {"template": task.template, "source": task.source, "worker": self.name}
         try:
