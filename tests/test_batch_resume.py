@@ -190,3 +190,16 @@ def test_full_disk_stops_with_one_error_line_and_no_partial_file(london, templat
     rows = json.loads(report.read_text())
     assert sum(r["ok"] for r in rows) == len(saved)
     assert any("No space left on device" in r["message"] for r in rows)
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp", ".tif", ".bmp"])
+def test_every_output_format_carries_its_item_mark(tmp_path, astronaut, ext):
+    """Resume reads an output's item id from the ends of the file, whatever its format."""
+    from facefuse.imageio import has_provenance_tag, save_image
+
+    item, run = "0123456789abcdef" * 2, "fedcba9876543210" * 2
+    path = save_image(tmp_path / f"out{ext}", astronaut,
+                      note=f"template=t.jpg; item={item}; run={run}")
+    assert read_mark(path) == (item, run)
+    assert has_provenance_tag(path)
+    assert read_mark(tmp_path / f"missing{ext}") is None

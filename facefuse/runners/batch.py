@@ -38,8 +38,7 @@ from ..params import FusionParams
 from ..pipeline import FaceFuser, PreparedSource
 
 IMAGE_EXTENSIONS = frozenset(SAVE_FORMATS)
-# Where the provenance note sits: near the start in JPEG, PNG and TIFF, near the end in WebP.
-MARK_WINDOW = 256 * 1024
+MARK_WINDOW = 16 * 1024  # bytes read at each end of an output to find its mark
 MARK_PATTERN = re.compile(rb"item=([0-9a-f]{32}); run=([0-9a-f]{32})")
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -225,14 +224,14 @@ def item_id(settings_digest: str, source_digest: str, template_digest: str,
 
 def read_mark(output: Path) -> tuple[str, str] | None:
     """(item id, run id) from a finished output's provenance note, or None when there is no
-    such file or it carries no mark. Reads only the file's ends, not its pixels."""
-    candidates = [output.with_name(output.name + ".xmp"), output]  # BMP: the sidecar
+    such file or it carries no mark. Reads 16 KiB at each end of the file (the note sits
+    within the first KiB of a JPEG or PNG, the last of a WebP or TIFF, in a BMP's sidecar),
+    never its pixels."""
     try:
         if not output.is_file():
             return None
-        for path in candidates:
-            if not path.is_file():
-                continue
+        sidecar = output.with_name(output.name + ".xmp")
+        for path in (sidecar, output) if sidecar.is_file() else (output,):
             size = path.stat().st_size
             with open(path, "rb") as fh:
                 blob = fh.read(MARK_WINDOW)
