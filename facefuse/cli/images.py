@@ -86,6 +86,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     if args.ext:
         save_format("x" + args.ext)
+    if args.address and args.engine != "ray":
+        raise ParameterError("--address is for --engine ray")
     if args.cpus_per_worker < 1:
         raise ParameterError("--cpus-per-worker must be 1 or more")
     out_dir = Path(args.output)

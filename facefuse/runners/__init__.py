@@ -1,1 +1,2 @@
-"""Many images or frames through one engine: batch folders, the live camera path."""
+"""Many images or frames through one engine: batches (on this machine or on Ray), the live
+camera path."""

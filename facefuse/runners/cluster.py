@@ -82,14 +82,14 @@ def run_on_ray(tasks: Sequence[BatchTask], settings: BatchSettings, *,
                items_per_block: int = ITEMS_PER_BLOCK) -> list[BatchItem]:
     """Every task on Ray (`workers` 0 = as many as the cluster's CPUs allow); results in task
     order. Raises OutputFullError, like the local batch, when the output folder fills up."""
+    started = connect(address)  # first: a missing Ray is a BackendError before any work
     import ray
 
     tasks = list(tasks)
-    for folder in {t.output.parent for t in tasks}:
-        folder.mkdir(parents=True, exist_ok=True)
-    remove_stale_parts(tasks)
-    started = connect(address)
     try:
+        for folder in {t.output.parent for t in tasks}:
+            folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_parts(tasks)
         import ray.data
 
         ctx = ray.data.DataContext.get_current()
