@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from ..params import FusionParams
 from ..pipeline import FaceFuser, PreparedSource
 
 IMAGE_EXTENSIONS = frozenset(SAVE_FORMATS)
+SOURCE_CACHE = 16  # prepared source faces a worker keeps
 MARK_WINDOW = 16 * 1024  # bytes read at each end of an output to find its mark
 MARK_PATTERN = re.compile(rb"item=([0-9a-f]{32}); run=([0-9a-f]{32})")
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -258,15 +260,20 @@ class BatchWorker:
         self.engine = engine
         self.settings = settings
         self._settings_digest = settings.digest
-        self._sources: dict[Path, tuple[str, PreparedSource | FaceFuseError]] = {}
+        # Recent sources only: a CSV of many sources must not hold every photo in memory.
+        self._sources: OrderedDict[Path, tuple[str, PreparedSource | FaceFuseError]] = \
+            OrderedDict()
         self._seeded = dict(prepared or {})
         self._lock = threading.Lock()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def source(self, path: Path) -> tuple[str, PreparedSource | FaceFuseError]:
-        """(digest, prepared face or the error that prevents it), once per source file."""
+        """(digest, prepared face or the error that prevents it), once per source file while
+        it is among the last SOURCE_CACHE used (rows grouped by source: once per source)."""
         with self._lock:
-            if path not in self._sources:
+            if path in self._sources:
+                self._sources.move_to_end(path)
+            else:
                 seeded = self._seeded.get(path)
                 try:
                     digest = file_digest(path)
@@ -279,6 +286,8 @@ class BatchWorker:
                 except FaceFuseError as exc:
                     prepared = exc
                 self._sources[path] = (digest, prepared)
+                while len(self._sources) > SOURCE_CACHE:
+                    self._sources.popitem(last=False)
             return self._sources[path]
 
     def __call__(self, task: BatchTask) -> BatchItem:
