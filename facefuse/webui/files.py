@@ -1,0 +1,113 @@
+"""Result images served from files that belong to one request each.
+
+Why: Gradio saves an image returned as an array under a cache path derived from its
+content hash and writes it in place (`processing_utils.save_pil_to_cache`). Two requests
+with the same result share that path, so one response can stream the file while another
+request truncates and rewrites it: a broken download (h11 "Too little data for declared
+Content-Length"), and, between users, a file written for someone else.
+
+Here each result is encoded once, written atomically under a fresh random name in Gradio's
+cache folder and handed to Gradio as a path; Gradio serves a path already inside its cache
+as it is, without copying. Nothing else ever writes that name. The store keeps a bounded
+number of files (oldest deleted first) so a long session or a busy server cannot fill the
+disk; Gradio's own `delete_cache` ages out the rest.
+
+Imports gradio: load this module only after `offline_environment` has set GRADIO_TEMP_DIR.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import uuid
+from collections import deque
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from ..imageio import atomic_write, encode_image
+
+RESULTS_FOLDER = "facefuse-results"
+MAX_RESULT_FILES = 2000
+MAX_RESULT_BYTES = 1 << 30  # 1 GiB
+PIL_FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG"}
+
+
+class ResultStore:
+    """Write-once result files under `<gradio cache>/facefuse-results/`, newest kept.
+
+    Eviction is by count and total size; the oldest file is minutes old on a busy server,
+    long after its response finished.
+    """
+
+    def __init__(self, cache_dir: str | Path, *, max_files: int = MAX_RESULT_FILES,
+                 max_bytes: int = MAX_RESULT_BYTES) -> None:
+        self.folder = Path(cache_dir).resolve() / RESULTS_FOLDER
+        self.max_files = max_files
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._files: deque[tuple[Path, int]] = deque()
+        self._bytes = 0
+
+    def write(self, rgb: np.ndarray, fmt: str, *, provenance: bool) -> Path:
+        """Encode `rgb` and write it under a name no other request uses; returns the path."""
+        pil_format = PIL_FORMATS.get(fmt.lower(), "PNG")
+        if provenance:  # a fused face: tagged as AI-generated like every saved result
+            data = encode_image(rgb, pil_format, quality=90)
+        else:
+            buf = io.BytesIO()
+            Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buf, pil_format)
+            data = buf.getvalue()
+        path = self.folder / f"{uuid.uuid4().hex}.{pil_format.lower()}"
+        atomic_write(path, data)
+        with self._lock:
+            self._files.append((path, len(data)))
+            self._bytes += len(data)
+            while self._files and (len(self._files) > self.max_files
+                                   or self._bytes > self.max_bytes):
+                old, size = self._files.popleft()
+                self._bytes -= size
+                old.unlink(missing_ok=True)
+        return path
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+
+class ResultImage(gr.Image):
+    """gr.Image whose array values are served from a per-request file (see module doc)."""
+
+    is_template = True  # the browser draws it with gr.Image's own Svelte component
+
+    def __init__(self, *args, store: ResultStore, provenance: bool = False, **kwargs) -> None:
+        self._store = store
+        self._provenance = provenance
+        super().__init__(*args, **kwargs)
+
+    def postprocess(self, value):
+        if isinstance(value, np.ndarray):
+            value = self._store.write(value, self.format, provenance=self._provenance)
+        return super().postprocess(value)
+
+
+class ResultImageSlider(gr.ImageSlider):
+    """gr.ImageSlider whose (before, after) arrays are served from per-request files."""
+
+    is_template = True
+
+    def __init__(self, *args, store: ResultStore, **kwargs) -> None:
+        self._store = store
+        super().__init__(*args, **kwargs)
+
+    def postprocess(self, value):
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            before, after = value
+            fmt = getattr(self, "format", "webp") or "webp"
+            if isinstance(before, np.ndarray):
+                before = self._store.write(before, fmt, provenance=False)
+            if isinstance(after, np.ndarray):
+                after = self._store.write(after, fmt, provenance=True)
+            value = (before, after)
+        return super().postprocess(value)
