@@ -315,7 +315,7 @@ class WebApp:
         import gradio as gr
         from gradio.utils import get_upload_folder
 
-        from .files import ResultImage, ResultImageSlider, ResultStore
+        from .files import ResultStore, serve_privately
 
         # Every image the server computes is served from a file of its own (files.py).
         self.results = store = ResultStore(get_upload_folder())
@@ -337,8 +337,9 @@ class WebApp:
                         template = gr.Image(label="模板 / Template", type="numpy",
                                             sources=["upload", "clipboard"],
                                             elem_id="template", height=320)
-                        faces_view = ResultImage(store=store, label="模板人脸编号 / Template faces",
-                                              interactive=False, elem_id="faces", height=320)
+                        faces_view = serve_privately(gr.Image(
+                            label="模板人脸编号 / Template faces", interactive=False,
+                            elem_id="faces", height=320), store)
                     face_msg = gr.Markdown(elem_id="face-msg")
                     with gr.Row():
                         with gr.Column(scale=2):
@@ -355,17 +356,16 @@ class WebApp:
                             fuse_btn = gr.Button("开始融合 / Fuse", variant="primary",
                                                  elem_id="fuse-btn")
                         with gr.Column(scale=3):
-                            preview = ResultImage(label="实时预览 / Preview",
-                                                  interactive=False, elem_id="preview",
-                                                  height=420, store=store, provenance=True)
+                            preview = serve_privately(gr.Image(
+                                label="实时预览 / Preview", interactive=False,
+                                elem_id="preview", height=420), store, provenance=True)
                             preview_msg = gr.Markdown(elem_id="preview-msg")
-                            compare = ResultImageSlider(
-                                store=store, label="前后对比 / Before · after",
-                                elem_id="compare", interactive=False)
-                            result = ResultImage(store=store, provenance=True,
-                                                 label="结果 / Result", interactive=False,
-                                              elem_id="result", buttons=["download",
-                                                                         "fullscreen"])
+                            compare = serve_privately(gr.ImageSlider(
+                                label="前后对比 / Before · after", elem_id="compare",
+                                interactive=False), store, provenance=True)
+                            result = serve_privately(gr.Image(
+                                label="结果 / Result", interactive=False, elem_id="result",
+                                buttons=["download", "fullscreen"]), store, provenance=True)
                             download = gr.File(label="下载 / Download", elem_id="download")
                             result_msg = gr.Markdown(elem_id="result-msg")
                     gallery = gr.Gallery(label="本次历史 / History", columns=6, height=200,
@@ -377,9 +377,9 @@ class WebApp:
                     with gr.Row():
                         webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy",
                                           label="摄像头 / Camera", elem_id="webcam")
-                        live_out = ResultImage(store=store, provenance=True,
-                                               label="融合 / Fused", interactive=False,
-                                            elem_id="live-out")
+                        live_out = serve_privately(gr.Image(
+                            label="融合 / Fused", interactive=False, elem_id="live-out"),
+                            store, provenance=True)
                     live_msg = gr.Markdown(elem_id="live-msg")
                 with gr.Tab("批量 / Batch", id="batch"):
                     with gr.Row():
@@ -425,7 +425,8 @@ class WebApp:
                            api_visibility="private", concurrency_id="fuse")
             # The API: /fuse takes source and template (images) and every parameter with
             # its default, and returns the fused image.
-            api_out = ResultImage(visible=False, format="png", store=store, provenance=True)
+            api_out = serve_privately(gr.Image(visible=False, format="png"), store,
+                                      provenance=True)
             api_btn = gr.Button(visible=False)
             api_btn.click(_named_api(self), [source, template, *inputs], api_out,
                           api_name="fuse", concurrency_id="fuse")

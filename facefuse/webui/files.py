@@ -76,38 +76,27 @@ class ResultStore:
         return len(self._files)
 
 
-class ResultImage(gr.Image):
-    """gr.Image whose array values are served from a per-request file (see module doc)."""
+def serve_privately(component, store: ResultStore, *, provenance: bool = False):
+    """Make `component` (gr.Image or gr.ImageSlider) serve its array values from
+    per-request files; returns it. For an ImageSlider the "after" image is the result.
 
-    is_template = True  # the browser draws it with gr.Image's own Svelte component
+    Wraps the instance's `postprocess` rather than subclassing: Gradio writes a `.pyi`
+    stub beside the module of every Component subclass when the class is created.
+    """
+    original = component.postprocess
+    fmt = getattr(component, "format", None) or "webp"
 
-    def __init__(self, *args, store: ResultStore, provenance: bool = False, **kwargs) -> None:
-        self._store = store
-        self._provenance = provenance
-        super().__init__(*args, **kwargs)
-
-    def postprocess(self, value):
+    def to_file(value, tagged: bool):
         if isinstance(value, np.ndarray):
-            value = self._store.write(value, self.format, provenance=self._provenance)
-        return super().postprocess(value)
+            return store.write(value, fmt, provenance=tagged)
+        return value
 
+    def postprocess(value):
+        if isinstance(component, gr.ImageSlider) and isinstance(value, (tuple, list)):
+            value = (to_file(value[0], False), to_file(value[1], provenance))
+        else:
+            value = to_file(value, provenance)
+        return original(value)
 
-class ResultImageSlider(gr.ImageSlider):
-    """gr.ImageSlider whose (before, after) arrays are served from per-request files."""
-
-    is_template = True
-
-    def __init__(self, *args, store: ResultStore, **kwargs) -> None:
-        self._store = store
-        super().__init__(*args, **kwargs)
-
-    def postprocess(self, value):
-        if isinstance(value, (tuple, list)) and len(value) == 2:
-            before, after = value
-            fmt = getattr(self, "format", "webp") or "webp"
-            if isinstance(before, np.ndarray):
-                before = self._store.write(before, fmt, provenance=False)
-            if isinstance(after, np.ndarray):
-                after = self._store.write(after, fmt, provenance=True)
-            value = (before, after)
-        return super().postprocess(value)
+    component.postprocess = postprocess
+    return component
