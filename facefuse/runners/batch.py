@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FaceFuseError
-from ..imageio import SAVE_FORMATS, save_image
+from ..imageio import READ_EXTENSIONS, SAVE_FORMATS, save_image
 from ..params import FusionParams
 from ..pipeline import FaceFuser, PreparedSource
 
-IMAGE_EXTENSIONS = frozenset(SAVE_FORMATS)
+IMAGE_EXTENSIONS = READ_EXTENSIONS  # phone photos (HEIC, AVIF) too
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ def list_templates(folder: Path) -> tuple[list[Path], list[Path]]:
 
 
 def output_path(template: Path, out_dir: Path, ext: str | None) -> Path:
-    return out_dir / (template.stem + (ext or template.suffix.lower()))
+    own = template.suffix.lower()  # HEIC/AVIF/GIF templates are read but saved as JPEG
+    return out_dir / (template.stem + (ext or (own if own in SAVE_FORMATS else ".jpg")))
 
 
 def fuse_one(engine: FaceFuser, prepared: PreparedSource, params: FusionParams,
