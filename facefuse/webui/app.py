@@ -315,7 +315,7 @@ class WebApp:
         import gradio as gr
         from gradio.utils import get_upload_folder
 
-        from .files import ResultStore, serve_privately
+        from .files import ResultStore, read_with_facefuse, serve_privately
 
         # Every image the server computes is served from a file of its own (files.py).
         self.results = store = ResultStore(get_upload_folder())
@@ -331,12 +331,12 @@ class WebApp:
             with gr.Tabs():
                 with gr.Tab("图片融合 / Album", id="album"):
                     with gr.Row():
-                        source = gr.Image(label="源人脸 / Source face", type="numpy",
-                                          sources=["upload", "clipboard"], elem_id="source",
-                                          height=320)
-                        template = gr.Image(label="模板 / Template", type="numpy",
-                                            sources=["upload", "clipboard"],
-                                            elem_id="template", height=320)
+                        source = read_with_facefuse(gr.Image(
+                            label="源人脸 / Source face", type="numpy",
+                            sources=["upload", "clipboard"], elem_id="source", height=320))
+                        template = read_with_facefuse(gr.Image(
+                            label="模板 / Template", type="numpy",
+                            sources=["upload", "clipboard"], elem_id="template", height=320))
                         faces_view = serve_privately(gr.Image(
                             label="模板人脸编号 / Template faces", interactive=False,
                             elem_id="faces", height=320), store)
@@ -383,10 +383,12 @@ class WebApp:
                     live_msg = gr.Markdown(elem_id="live-msg")
                 with gr.Tab("批量 / Batch", id="batch"):
                     with gr.Row():
-                        batch_source = gr.Image(label="源人脸 / Source face", type="numpy",
-                                                elem_id="batch-source", height=280)
+                        batch_source = read_with_facefuse(gr.Image(
+                            label="源人脸 / Source face", type="numpy",
+                            elem_id="batch-source", height=280))
                         batch_files = gr.File(label="模板照片 / Template photos",
-                                              file_count="multiple", file_types=["image"],
+                                              file_count="multiple",
+                                              file_types=["image", ".heic", ".heif", ".avif"],
                                               elem_id="batch-files")
                     batch_btn = gr.Button("批量融合 / Fuse all", variant="primary",
                                           elem_id="batch-btn")

@@ -100,3 +100,20 @@ def serve_privately(component, store: ResultStore, *, provenance: bool = False):
 
     component.postprocess = postprocess
     return component
+
+
+def read_with_facefuse(component):
+    """Make an upload gr.Image hand its handler the uploaded file's path, not Gradio's own
+    decode: every upload is then read by `load_image` (HEIC and AVIF, size limits before
+    decoding, a clear ImageError for hostile bytes) instead of Gradio's bare PIL call,
+    whose failure reaches the user as "cannot identify image file '/tmp/...'"."""
+    original = component.preprocess
+
+    def preprocess(payload):
+        path = getattr(payload, "path", None)
+        if path and not str(getattr(payload, "url", None) or "").startswith("data:"):
+            return path
+        return original(payload)
+
+    component.preprocess = preprocess
+    return component
