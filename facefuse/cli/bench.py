@@ -14,10 +14,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--batch", type=int, default=40, help="templates in the batch run")
     p.add_argument("--only", default=None,
-                   help="comma list of album,live,preview,refiner,phone (default: all)")
+                   help="comma list of album,live,preview,refiner,phone,webui-load (default: "
+                   "all but webui-load)")
     p.add_argument("--models", default=None, help="an export folder (facefuse export -o) for "
                    "the phone table; default: the shipped models")
     p.add_argument("--sizes", default="512,320", help="sizes of the phone table")
+    p.add_argument("--clients", type=int, default=200, help="webui-load: simulated users")
+    p.add_argument("--seconds", type=float, default=120.0, help="webui-load: duration")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None, help="write a PNG chart here")
     p.set_defaults(func=cmd_bench)
@@ -58,6 +61,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for backend in ("ort-int8", "litert-int8"):  # what the camera path runs
             if model_path(backend).exists() and _runtime_available(backend):
                 report["live"].append(bench.bench_live(template, source, backend=backend))
+    if "webui-load" in parts:
+        from ..quality.webload import LoadConfig, run_load
+
+        photos = [source] + [load_image(t) for _, t in pairs[1:5]]
+        report["webui_load"] = run_load(photos, LoadConfig(clients=args.clients,
+                                                           duration_s=args.seconds))
     if "album" in parts:
         report["album"] = bench.bench_album(pairs, sorted((data / "smiling").glob("*.jpg"))[
             :args.batch])
