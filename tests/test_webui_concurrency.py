@@ -124,3 +124,23 @@ def test_result_files_are_written_once_and_never_shared(server):
     names = sorted(p.name for p in store.folder.iterdir())
     assert len(names) == len(set(names)) and not any(n.endswith(".part") for n in names)
     assert 0 < len(store) <= store.max_files
+
+
+def test_result_store_names_once_keeps_the_newest_and_tags_results(tmp_path, astronaut):
+    pytest.importorskip("gradio")
+    from facefuse.imageio import has_provenance_tag
+    from facefuse.webui.files import ResultStore
+
+    store = ResultStore(tmp_path, max_files=5)
+    paths = [store.write(astronaut, "png", provenance=True) for _ in range(8)]
+    assert len(set(paths)) == 8  # the same image twice still gets two files
+    kept = sorted(p.name for p in store.folder.iterdir())
+    assert kept == sorted(p.name for p in paths[-5:]) and len(store) == 5
+    assert np.array_equal(np.asarray(Image.open(paths[-1]).convert("RGB")), astronaut)
+    assert has_provenance_tag(paths[-1])
+    plain = store.write(astronaut, "webp", provenance=False)
+    assert not has_provenance_tag(plain)  # a template with numbered boxes is not AI-made
+    by_size = ResultStore(tmp_path / "small", max_bytes=3 * plain.stat().st_size)
+    for _ in range(6):
+        by_size.write(astronaut, "webp", provenance=False)
+    assert sum(p.stat().st_size for p in by_size.folder.iterdir()) <= by_size.max_bytes

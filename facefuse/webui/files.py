@@ -18,6 +18,8 @@ Imports gradio: load this module only after `offline_environment` has set GRADIO
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import threading
 import uuid
 from collections import deque
@@ -27,7 +29,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from ..imageio import atomic_write, encode_image
+from ..imageio import encode_image
 
 RESULTS_FOLDER = "facefuse-results"
 MAX_RESULT_FILES = 2000
@@ -61,7 +63,7 @@ class ResultStore:
             Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buf, pil_format)
             data = buf.getvalue()
         path = self.folder / f"{uuid.uuid4().hex}.{pil_format.lower()}"
-        atomic_write(path, data)
+        self._write_whole(path, data)
         with self._lock:
             self._files.append((path, len(data)))
             self._bytes += len(data)
@@ -71,6 +73,19 @@ class ResultStore:
                 self._bytes -= size
                 old.unlink(missing_ok=True)
         return path
+
+    def _write_whole(self, path: Path, data: bytes) -> None:
+        """Temp file + rename, so a reader never sees a part; no fsync (unlike
+        imageio.atomic_write): these files are a cache, and the camera writes 25 a second."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def __len__(self) -> int:
         return len(self._files)
