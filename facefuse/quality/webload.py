@@ -72,6 +72,7 @@ class LoadReport:
     examples: list[str] = field(default_factory=list)
     rss_mb: dict[str, float] = field(default_factory=dict)
     disk: dict[str, Any] = field(default_factory=dict)
+    solo_ms: dict[str, float] = field(default_factory=dict)  # the same-run baseline
 
     def summary(self) -> dict[str, Any]:
         every = [v for vals in self.latencies_ms.values() for v in vals]
@@ -92,6 +93,7 @@ class LoadReport:
             "per_kind_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95), "p99": pct(v, 99)}
                             for k, v in self.latencies_ms.items()},
             "rss_mb": self.rss_mb, "disk": self.disk, "examples": self.examples[:5],
+            "solo_ms": self.solo_ms,
         }
 
 
@@ -326,6 +328,15 @@ async def _run(url: str, pid: int, cache: Path, photos: dict, cfg: LoadConfig) -
     async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
         config = (await client.get(f"{url}/config")).json()
         deps = dependency_ids(config)
+        # Baseline, same run: each kind alone on the idle server (after one warm call).
+        solo = User(client, url, deps, photos, random.Random(cfg.seed))
+        for kind in ("fuse", "preview"):
+            times = []
+            for _ in range(4):
+                t0 = time.perf_counter()
+                await solo.act(kind)
+                times.append((time.perf_counter() - t0) * 1000)
+            report.solo_ms[kind] = round(float(np.median(times[1:])))
         started = time.monotonic()
         deadline = started + cfg.duration_s
         report.rss_mb["start"] = round(rss_mb(pid), 1)
@@ -421,6 +432,12 @@ def markdown(summary: dict[str, Any]) -> str:
          f"{summary['requests_per_s']} / {summary['completed_per_s']}"),
         ("latency p50 / p95 / p99 (completed)",
          f"{summary['p50_ms']} / {summary['p95_ms']} / {summary['p99_ms']} ms"),
+        ("same run, one request alone: fuse / preview",
+         f"{summary['solo_ms'].get('fuse')} / {summary['solo_ms'].get('preview')} ms"),
+        ("p50 under load / alone: fuse, preview", " , ".join(
+            f"{summary['per_kind_ms'][k]['p50'] / summary['solo_ms'][k]:.1f}x"
+            if summary["per_kind_ms"].get(k, {}).get("p50") and summary["solo_ms"].get(k)
+            else "-" for k in ("fuse", "preview"))),
         ("completed ok / busy (503, try again) / clear errors for bad files",
          f"{summary['ok']} / {summary['busy']} / {summary['clear_errors']}"),
         ("broken responses", summary["broken"]),
