@@ -412,6 +412,7 @@ def run_load(photos_rgb: list[np.ndarray], cfg: LoadConfig | None = None,
                                   cfg))
         summary = report.summary()
         summary["big_photo_mb"] = big_sizes
+        summary["load_s"] = cfg.duration_s
         summary["server_alive"] = server.proc.poll() is None
     return summary
 
@@ -419,13 +420,12 @@ def run_load(photos_rgb: list[np.ndarray], cfg: LoadConfig | None = None,
 def markdown(summary: dict[str, Any]) -> str:
     """The docs/benchmarks.md table for one run."""
     rss = summary["rss_mb"]
-    growth = None
-    later = rss.get("after_1000", rss.get("end"))
-    if "after_warmup" in rss and later is not None:
-        growth = round(later - rss["after_warmup"], 1)
+    growth = (round(rss["end"] - rss["after_warmup"], 1)
+              if "after_warmup" in rss and "end" in rss else None)
     disk = summary["disk"]
     rows = [
-        ("clients x duration", f"{summary['clients']} x {summary['duration_s']} s"),
+        ("clients x load time (wall, until the queue drained)",
+         f"{summary['clients']} x {summary.get('load_s', '-')} s ({summary['duration_s']} s)"),
         ("requests (fuse / preview / 10-20 MB / bad)",
          f"{summary['requests']} ({' / '.join(str(summary['by_kind'].get(k, 0)) for k in KINDS)})"),
         ("requests/s (all answers) / completed/s",
@@ -443,10 +443,11 @@ def markdown(summary: dict[str, Any]) -> str:
         ("broken responses", summary["broken"]),
         ("server errors", summary["server_errors"]),
         ("still queued when the run stopped (no answer yet)", summary["unfinished"]),
-        ("server RSS start / after warm-up / after 1,000 / end (MB)",
-         f"{rss.get('start')} / {rss.get('after_warmup')} / {rss.get('after_1000', '-')} / "
-         f"{rss.get('end')}"),
-        ("RSS growth after warm-up (MB)", growth),
+        ("server RSS, MB: start; after 1,000 requests; warm (every kind done once, at "
+         "request N); end",
+         f"{rss.get('start')}; {rss.get('after_1000', '-')}; {rss.get('after_warmup', '-')} "
+         f"(N = {rss.get('warmup_at_request', '-')}); {rss.get('end')}"),
+        ("RSS end minus warm (MB)", growth),
         ("Gradio cache: max files / MB during the run; at the end",
          f"{disk['cache_files_max']} / {disk['cache_mb_max']}; {disk['cache_files_end']} / "
          f"{disk['cache_mb_end']}"),
