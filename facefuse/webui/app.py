@@ -54,6 +54,7 @@ PREVIEW_CROP = 320
 CACHE_ENTRIES = 8
 UPLOAD_LIMIT = "50mb"
 MAX_LIVE_SESSIONS = 4
+BROWSER_CANNOT_SHOW = (".heic", ".heif")
 
 
 def _digest(image: np.ndarray) -> str:
@@ -127,6 +128,18 @@ class WebApp:
         key = (_digest(image), threshold)
         return self._cached(self._faces, key, lambda: self.engine.analyzer.detect(
             image, threshold, thorough=True))
+
+    def displayable(self, image: Any):
+        """An uploaded HEIC/HEIF shown as PNG: only Safari draws HEIC, so in other browsers
+        the photo would look empty although it fuses. Other uploads stay as they are."""
+        import gradio as gr
+
+        if not isinstance(image, str) or Path(image).suffix.lower() not in BROWSER_CANNOT_SHOW:
+            return gr.skip()
+        try:
+            return load_image(image, name="photo", limits=self.limits)
+        except FaceFuseError:
+            return gr.skip()  # the fusion handlers will say what is wrong with it
 
     def _load(self, image: Any, name: str) -> np.ndarray:
         if image is None:
@@ -319,6 +332,13 @@ class WebApp:
 
         # Every image the server computes is served from a file of its own (files.py).
         self.results = store = ResultStore(get_upload_folder())
+
+        def upload_image(**kwargs):
+            """An upload gr.Image read by load_image; a HEIC is shown as PNG once uploaded."""
+            image = serve_privately(read_with_facefuse(gr.Image(**kwargs)), store)
+            image.upload(self.displayable, image, image, api_visibility="private",
+                         show_progress="hidden", queue=False)
+            return image
         groups = {"fusion": "融合 / Fusion", "finish": "修饰 / Finish",
                   "detection": "检测 / Detection", "region": "区域 / Region (zoom, rotate)",
                   "model": "模型 / Model"}
@@ -331,12 +351,12 @@ class WebApp:
             with gr.Tabs():
                 with gr.Tab("图片融合 / Album", id="album"):
                     with gr.Row():
-                        source = read_with_facefuse(gr.Image(
-                            label="源人脸 / Source face", type="numpy",
-                            sources=["upload", "clipboard"], elem_id="source", height=320))
-                        template = read_with_facefuse(gr.Image(
-                            label="模板 / Template", type="numpy",
-                            sources=["upload", "clipboard"], elem_id="template", height=320))
+                        source = upload_image(
+                            label="源人脸 / Source face", type="numpy", format="png",
+                            sources=["upload", "clipboard"], elem_id="source", height=320)
+                        template = upload_image(
+                            label="模板 / Template", type="numpy", format="png",
+                            sources=["upload", "clipboard"], elem_id="template", height=320)
                         faces_view = serve_privately(gr.Image(
                             label="模板人脸编号 / Template faces", interactive=False,
                             elem_id="faces", height=320), store)
@@ -383,9 +403,9 @@ class WebApp:
                     live_msg = gr.Markdown(elem_id="live-msg")
                 with gr.Tab("批量 / Batch", id="batch"):
                     with gr.Row():
-                        batch_source = read_with_facefuse(gr.Image(
-                            label="源人脸 / Source face", type="numpy",
-                            elem_id="batch-source", height=280))
+                        batch_source = upload_image(
+                            label="源人脸 / Source face", type="numpy", format="png",
+                            elem_id="batch-source", height=280)
                         batch_files = gr.File(label="模板照片 / Template photos",
                                               file_count="multiple",
                                               file_types=["image", ".heic", ".heif", ".avif"],
