@@ -18,7 +18,7 @@ def load_summary(london, tmp_path_factory):
     photos = [load_image(london / "neutral" / "001_03.jpg")] + [
         load_image(p) for p in sorted((london / "smiling").glob("*_08.jpg"))[3:7]]
     cfg = LoadConfig(clients=30, duration_s=20.0, max_requests=600, warmup_requests=20,
-                     rss_at_requests=150)
+                     rss_at_requests=150, grace_s=90.0)
     summary = run_load(photos, cfg, workdir=tmp_path_factory.mktemp("webui-load"))
     print(markdown(summary))
     print(json.dumps(summary, indent=1))
