@@ -391,7 +391,8 @@ async def _run(url: str, pid: int, cache: Path, photos: dict, cfg: LoadConfig) -
     report.rss_mb["end"] = round(rss_mb(pid), 1)
     files, mb = folder_usage(cache)
     report.disk = {"cache_files_end": files, "cache_mb_end": round(mb, 1),
-                   "cache_files_max": disk_max[0], "cache_mb_max": round(disk_max[1], 1)}
+                   "cache_files_max": max(disk_max[0], files),
+                   "cache_mb_max": round(max(disk_max[1], mb), 1)}
     return report
 
 
