@@ -2,8 +2,11 @@
 
 Inside facefuse every image is an HxWx3 uint8 RGB array. Loading applies EXIF orientation,
 converts every colour mode (grayscale, palette, RGBA, CMYK, 16-bit) and refuses what would
-hurt (decompression bombs, huge or tiny images) *before* decoding pixels. Saving is atomic
-(temp file + rename) and tags the result as AI-generated.
+hurt (decompression bombs, huge or tiny images) *before* decoding pixels. Whatever a decoder
+raises on hostile bytes comes out as ImageError (fuzzed in tests/test_fuzz.py). Phone photos
+read too: HEIC/HEIF through pillow-heif (libheif applies the file's rotation and resets the
+EXIF orientation, so nothing turns twice) and AVIF through Pillow's own plugin. Saving is
+atomic (temp file + rename) and tags the result as AI-generated.
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from .errors import ImageError, ParameterError
+from .errors import FaceFuseError, ImageError, ParameterError
+
+# Registers the HEIF/HEIC opener with Pillow (idempotent); AVIF is Pillow's own (>= 11.3).
+pillow_heif.register_heif_opener()
 
 ImageSource = str | os.PathLike | bytes | np.ndarray | Image.Image
 
@@ -30,6 +37,12 @@ PROVENANCE_TEXT = "AI-generated: face fused by facefuse (compositeWithTrainedAlg
 SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP",
                 ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 XMP_SIDECAR_FORMATS = {"BMP"}  # no metadata slot in the file itself
+READ_FORMATS = "jpg, png, webp, bmp, tiff, gif, heic, heif, avif"
+READ_EXTENSIONS = frozenset({*SAVE_FORMATS, ".gif", ".heic", ".heif", ".avif"})
+# What a decoder may raise on hostile bytes, besides Pillow's own errors: struct unpacking,
+# out-of-range tables and libheif's failures. Every one means "this file cannot be read".
+DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, RuntimeError, IndexError,
+                  KeyError, TypeError, ZeroDivisionError, OverflowError, MemoryError)
 
 
 @dataclass(frozen=True)
@@ -85,12 +98,12 @@ def _open_and_convert(fh, name: str, limits: ImageLimits) -> np.ndarray:
             im = Image.open(fh)
         except UnidentifiedImageError:
             raise ImageError(f"{name} is not an image (or not a format facefuse reads: "
-                             "jpg, png, webp, bmp, tiff)") from None
+                             f"{READ_FORMATS})") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageError(f"{name} is too large (possible decompression bomb): "
                              f"{exc}") from None
-        except OSError as exc:
-            raise ImageError(f"{name} could not be read: {exc}") from None
+        except DECODER_ERRORS as exc:
+            raise ImageError(f"{name} could not be read: {_reason(exc)}") from None
         _check_size(im.width, im.height, name, limits)
         return _pil_to_rgb(im, name, limits)
 
@@ -100,10 +113,21 @@ def _pil_to_rgb(im: Image.Image, name: str, limits: ImageLimits) -> np.ndarray:
     try:
         im.load()
         im = ImageOps.exif_transpose(im)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{name} is corrupt or truncated: {exc}") from None
+        return _decoded_to_rgb(im)
+    except FaceFuseError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{name} is too large (possible decompression bomb): {exc}") from None
+    except DECODER_ERRORS as exc:
+        raise ImageError(f"{name} is corrupt or truncated: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _decoded_to_rgb(im: Image.Image) -> np.ndarray:
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(im, dtype=np.float64)

@@ -165,3 +165,52 @@ def test_no_partial_file_when_the_folder_cannot_be_written(tmp_path, astronaut):
     with pytest.raises(OSError):
         save_image(blocker / "out.png", astronaut)
     assert not Path(blocker / "out.png").exists()
+
+
+def _phone_photo(path: Path, upright: np.ndarray, orientation: int) -> None:
+    """Save `upright` the way a phone stores it: pixels as the sensor saw them (rotated)
+    plus the orientation a viewer must apply. pillow-heif turns the EXIF orientation
+    into HEIF's own irot/imir boxes (what iPhones write); Pillow's AVIF keeps it as EXIF."""
+    import pillow_heif  # noqa: F401  (facefuse.imageio registered the HEIF saver too)
+
+    turns = {6: 1, 8: 3, 3: 2}[orientation]  # rot90 turns (counter-clockwise) to undo
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(upright, turns)))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    fmt = "HEIF" if path.suffix.lower() in (".heic", ".heif") else "AVIF"
+    stored.save(path, fmt, exif=exif.tobytes(), quality=92)
+
+
+@pytest.mark.parametrize("ext", ["heic", "heif", "avif"])
+@pytest.mark.parametrize("orientation", [6, 8, 3])
+def test_phone_formats_load_upright(tmp_path, astronaut, ext, orientation):
+    upright = astronaut[:, :384]  # not square, so a missed or doubled turn changes the shape
+    path = tmp_path / f"phone.{ext}"
+    _phone_photo(path, upright, orientation)
+    rgb = load_image(path, name="source")
+    assert rgb.shape == upright.shape and rgb.dtype == np.uint8
+    assert np.abs(rgb.astype(int) - upright).mean() < 6  # lossy, but the same picture
+    assert np.array_equal(load_image(path.read_bytes()), rgb)  # bytes: same result
+
+
+def test_phone_photo_fuses_like_a_jpeg(tmp_path, london, engine):
+    """The issue's "done when": a phone's HEIC or AVIF photo fuses like a JPEG."""
+    from facefuse import FusionParams
+
+    source = load_image(london / "neutral" / "004_03.jpg")
+    template = london / "smiling" / "011_08.jpg"
+    params = FusionParams(ratio=0.7)
+    baseline = engine.fuse(source, template, params).image
+    for ext in ("heic", "avif"):
+        path = tmp_path / f"iphone.{ext}"
+        _phone_photo(path, source, 6)
+        fused = engine.fuse(path, template, params).image
+        assert fused.shape == baseline.shape
+        assert np.abs(fused.astype(int) - baseline).mean() < 1.5, ext
+
+
+def test_unknown_format_names_what_is_read(tmp_path):
+    (tmp_path / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    with pytest.raises(ImageError, match="heic") as err:
+        load_image(tmp_path / "photo.heic", name="source")
+    assert "source (photo.heic)" in str(err.value)

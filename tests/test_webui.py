@@ -4,6 +4,7 @@ API, and Debian's Chromium driven by Playwright (skipped with a reason where abs
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import time
@@ -185,6 +186,34 @@ def test_album_tab_in_a_real_browser(server, photos):
     saved = sorted(server["outputs"].glob("facefuse-*.jpg"))
     assert saved and saved[-1].with_suffix(".json").exists()
     assert external == [], f"the page fetched from outside the machine: {external}"
+
+
+@needs_browser
+def test_phone_photos_upload_show_and_fuse(server, tmp_path, astronaut, astronaut_template):
+    """An iPhone HEIC (stored turned, with its rotation) and an Android AVIF through the
+    page's own file inputs: both fuse, and the HEIC, which only Safari draws, is shown.
+    Lower-case `.heic`: Chromium on Linux gives `IMG_0001.HEIC` no image type, and Gradio's
+    image box refuses it in the page before sending (README, Limits)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.ascontiguousarray(np.rot90(astronaut, 1))).save(
+        tmp_path / "IMG_0001.heic", "HEIF", exif=exif.tobytes(), quality=85)
+    Image.fromarray(astronaut_template).save(tmp_path / "android.avif", "AVIF", quality=85)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(server["url"], wait_until="load")
+        page.locator("#source input[type=file]").set_input_files(str(tmp_path / "IMG_0001.heic"))
+        page.locator("#template input[type=file]").set_input_files(str(tmp_path / "android.avif"))
+        expect(page.locator("#face-msg")).to_contain_text("1 face", timeout=60_000)
+        expect(page.locator("#preview img")).to_be_visible(timeout=60_000)
+        shown = page.locator("#source img")
+        expect(shown).to_have_attribute("src", re.compile(r"\.png$"), timeout=60_000)
+        size = shown.evaluate("e => [e.naturalWidth, e.naturalHeight]")
+        assert size == [astronaut.shape[1], astronaut.shape[0]]
+        browser.close()
 
 
 @needs_browser

@@ -15,10 +15,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=40, help="templates in the batch run")
     p.add_argument("--only", default=None,
                    help="comma list of album,live,preview,refiner,phone (default: all), "
-                   "or cluster (the batch on Ray, 1 and 2 workers, vs local)")
+                   "or webui-load (the WebUI under many users), cluster (the batch on Ray, "
+                   "1 and 2 workers, vs local)")
     p.add_argument("--models", default=None, help="an export folder (facefuse export -o) for "
                    "the phone table; default: the shipped models")
     p.add_argument("--sizes", default="512,320", help="sizes of the phone table")
+    p.add_argument("--clients", type=int, default=200, help="webui-load: simulated users")
+    p.add_argument("--seconds", type=float, default=120.0, help="webui-load: duration")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None, help="write a PNG chart here")
     p.set_defaults(func=cmd_bench)
@@ -62,6 +65,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if "cluster" in parts:  # not in the default set: it starts Ray (the cluster extra)
         report["cluster"] = bench.bench_cluster(pairs[0][0], sorted(
             (data / "smiling").glob("*.jpg"))[:args.batch])
+    if "webui-load" in parts:
+        from ..quality.webload import LoadConfig, run_load
+
+        photos = [source] + [load_image(t) for _, t in pairs[1:5]]
+        report["webui_load"] = run_load(photos, LoadConfig(clients=args.clients,
+                                                           duration_s=args.seconds))
     if "album" in parts:
         report["album"] = bench.bench_album(pairs, sorted((data / "smiling").glob("*.jpg"))[
             :args.batch])

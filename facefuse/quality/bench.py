@@ -513,6 +513,11 @@ def markdown(report: dict[str, Any]) -> str:
                              f"{r['p95_ms']:.1f} | {r['peak_rss_mb']:.0f} "
                              f"({r['runtime_rss_mb']:.0f}) | {psnr} |")
         lines.append("")
+    if report.get("webui_load"):
+        from .webload import markdown as load_table
+
+        lines += ["### WebUI under load (real server on 127.0.0.1, simulated users)", "",
+                  load_table(report["webui_load"]), ""]
     return "\n".join(lines)
 
 

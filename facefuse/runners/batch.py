@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FaceFuseError, ParameterError
-from ..imageio import SAVE_FORMATS, save_image
+from ..imageio import READ_EXTENSIONS, SAVE_FORMATS, save_image
 from ..params import FusionParams
 from ..pipeline import FaceFuser, PreparedSource
 
-IMAGE_EXTENSIONS = frozenset(SAVE_FORMATS)
+IMAGE_EXTENSIONS = READ_EXTENSIONS  # phone photos (HEIC, AVIF) too
 SOURCE_CACHE = 16  # prepared source faces a worker keeps
 MARK_WINDOW = 16 * 1024  # bytes read at each end of an output to find its mark
 MARK_PATTERN = re.compile(rb"item=([0-9a-f]{32}); run=([0-9a-f]{32})")
@@ -133,7 +133,8 @@ def list_templates(folder: Path) -> tuple[list[Path], list[Path]]:
 
 
 def output_path(template: Path, out_dir: Path, ext: str | None) -> Path:
-    return out_dir / (template.stem + (ext or template.suffix.lower()))
+    own = template.suffix.lower()  # HEIC/AVIF/GIF templates are read but saved as JPEG
+    return out_dir / (template.stem + (ext or (own if own in SAVE_FORMATS else ".jpg")))
 
 
 def folder_tasks(source: Path, templates: Iterable[Path], out_dir: Path,
@@ -166,7 +167,7 @@ def read_pairs_csv(path: Path, out_dir: Path, ext: str | None = None) -> list[Ba
         if len(row) > 2 and row[2]:
             output = out_dir / row[2]
         else:
-            output = out_dir / f"{source.stem}_{template.stem}{ext or template.suffix.lower()}"
+            output = out_dir / (f"{source.stem}_" + output_path(template, out_dir, ext).name)
         task = BatchTask(source, template, output)
         if task not in seen:
             seen.add(task)

@@ -54,6 +54,7 @@ PREVIEW_CROP = 320
 CACHE_ENTRIES = 8
 UPLOAD_LIMIT = "50mb"
 MAX_LIVE_SESSIONS = 4
+BROWSER_CANNOT_SHOW = (".heic", ".heif")
 
 
 def _digest(image: np.ndarray) -> str:
@@ -127,6 +128,18 @@ class WebApp:
         key = (_digest(image), threshold)
         return self._cached(self._faces, key, lambda: self.engine.analyzer.detect(
             image, threshold, thorough=True))
+
+    def displayable(self, image: Any):
+        """An uploaded HEIC/HEIF shown as PNG: only Safari draws HEIC, so in other browsers
+        the photo would look empty although it fuses. Other uploads stay as they are."""
+        import gradio as gr
+
+        if not isinstance(image, str) or Path(image).suffix.lower() not in BROWSER_CANNOT_SHOW:
+            return gr.skip()
+        try:
+            return load_image(image, name="photo", limits=self.limits)
+        except FaceFuseError:
+            return gr.skip()  # the fusion handlers will say what is wrong with it
 
     def _load(self, image: Any, name: str) -> np.ndarray:
         if image is None:
@@ -313,7 +326,19 @@ class WebApp:
 
     def build(self):
         import gradio as gr
+        from gradio.utils import get_upload_folder
 
+        from .files import ResultStore, read_with_facefuse, serve_privately
+
+        # Every image the server computes is served from a file of its own (files.py).
+        self.results = store = ResultStore(get_upload_folder())
+
+        def upload_image(**kwargs):
+            """An upload gr.Image read by load_image; a HEIC is shown as PNG once uploaded."""
+            image = serve_privately(read_with_facefuse(gr.Image(**kwargs)), store)
+            image.upload(self.displayable, image, image, api_visibility="private",
+                         show_progress="hidden", queue=False)
+            return image
         groups = {"fusion": "融合 / Fusion", "finish": "修饰 / Finish",
                   "detection": "检测 / Detection", "region": "区域 / Region (zoom, rotate)",
                   "model": "模型 / Model"}
@@ -326,14 +351,15 @@ class WebApp:
             with gr.Tabs():
                 with gr.Tab("图片融合 / Album", id="album"):
                     with gr.Row():
-                        source = gr.Image(label="源人脸 / Source face", type="numpy",
-                                          sources=["upload", "clipboard"], elem_id="source",
-                                          height=320)
-                        template = gr.Image(label="模板 / Template", type="numpy",
-                                            sources=["upload", "clipboard"],
-                                            elem_id="template", height=320)
-                        faces_view = gr.Image(label="模板人脸编号 / Template faces",
-                                              interactive=False, elem_id="faces", height=320)
+                        source = upload_image(
+                            label="源人脸 / Source face", type="numpy", format="png",
+                            sources=["upload", "clipboard"], elem_id="source", height=320)
+                        template = upload_image(
+                            label="模板 / Template", type="numpy", format="png",
+                            sources=["upload", "clipboard"], elem_id="template", height=320)
+                        faces_view = serve_privately(gr.Image(
+                            label="模板人脸编号 / Template faces", interactive=False,
+                            elem_id="faces", height=320), store)
                     face_msg = gr.Markdown(elem_id="face-msg")
                     with gr.Row():
                         with gr.Column(scale=2):
@@ -350,14 +376,16 @@ class WebApp:
                             fuse_btn = gr.Button("开始融合 / Fuse", variant="primary",
                                                  elem_id="fuse-btn")
                         with gr.Column(scale=3):
-                            preview = gr.Image(label="实时预览 / Preview", interactive=False,
-                                               elem_id="preview", height=420)
+                            preview = serve_privately(gr.Image(
+                                label="实时预览 / Preview", interactive=False,
+                                elem_id="preview", height=420), store, provenance=True)
                             preview_msg = gr.Markdown(elem_id="preview-msg")
-                            compare = gr.ImageSlider(label="前后对比 / Before · after",
-                                                     elem_id="compare", interactive=False)
-                            result = gr.Image(label="结果 / Result", interactive=False,
-                                              elem_id="result", buttons=["download",
-                                                                         "fullscreen"])
+                            compare = serve_privately(gr.ImageSlider(
+                                label="前后对比 / Before · after", elem_id="compare",
+                                interactive=False), store, provenance=True)
+                            result = serve_privately(gr.Image(
+                                label="结果 / Result", interactive=False, elem_id="result",
+                                buttons=["download", "fullscreen"]), store, provenance=True)
                             download = gr.File(label="下载 / Download", elem_id="download")
                             result_msg = gr.Markdown(elem_id="result-msg")
                     gallery = gr.Gallery(label="本次历史 / History", columns=6, height=200,
@@ -369,15 +397,18 @@ class WebApp:
                     with gr.Row():
                         webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy",
                                           label="摄像头 / Camera", elem_id="webcam")
-                        live_out = gr.Image(label="融合 / Fused", interactive=False,
-                                            elem_id="live-out")
+                        live_out = serve_privately(gr.Image(
+                            label="融合 / Fused", interactive=False, elem_id="live-out"),
+                            store, provenance=True)
                     live_msg = gr.Markdown(elem_id="live-msg")
                 with gr.Tab("批量 / Batch", id="batch"):
                     with gr.Row():
-                        batch_source = gr.Image(label="源人脸 / Source face", type="numpy",
-                                                elem_id="batch-source", height=280)
+                        batch_source = upload_image(
+                            label="源人脸 / Source face", type="numpy", format="png",
+                            elem_id="batch-source", height=280)
                         batch_files = gr.File(label="模板照片 / Template photos",
-                                              file_count="multiple", file_types=["image"],
+                                              file_count="multiple",
+                                              file_types=["image", ".heic", ".heif", ".avif"],
                                               elem_id="batch-files")
                     batch_btn = gr.Button("批量融合 / Fuse all", variant="primary",
                                           elem_id="batch-btn")
@@ -416,7 +447,8 @@ class WebApp:
                            api_visibility="private", concurrency_id="fuse")
             # The API: /fuse takes source and template (images) and every parameter with
             # its default, and returns the fused image.
-            api_out = gr.Image(visible=False, format="png")
+            api_out = serve_privately(gr.Image(visible=False, format="png"), store,
+                                      provenance=True)
             api_btn = gr.Button(visible=False)
             api_btn.click(_named_api(self), [source, template, *inputs], api_out,
                           api_name="fuse", concurrency_id="fuse")
