@@ -219,12 +219,27 @@ def encode_image(rgb: np.ndarray, fmt: str, *, note: str = "", quality: int = 95
     return buf.getvalue()
 
 
+def _read_umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back; done once, at
+    import, so that no thread's file is ever created under the temporary mask)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_read_umask()
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes so that `path` either holds all of them or does not change at all."""
+    """Write bytes so that `path` either holds all of them or does not change at all.
+
+    The file gets the permissions a plain `open(path, "w")` would give (mkstemp's temporary
+    file is private, 0600, which a saved photo should not stay)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

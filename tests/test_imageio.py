@@ -214,3 +214,13 @@ def test_unknown_format_names_what_is_read(tmp_path):
     with pytest.raises(ImageError, match="heic") as err:
         load_image(tmp_path / "photo.heic", name="source")
     assert "source (photo.heic)" in str(err.value)
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path, astronaut):
+    """Atomic saves go through a private temporary file; the result must not stay private."""
+    import os
+
+    old = os.umask(0o022)
+    os.umask(old)
+    out = save_image(tmp_path / "r.png", astronaut[:64, :64])
+    assert out.stat().st_mode & 0o777 == 0o666 & ~old
