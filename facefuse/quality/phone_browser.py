@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..phone.assets import APP_DIR, model_files
 
@@ -34,7 +34,7 @@ def chromium_path() -> str | None:
 class _AppFiles(http.server.SimpleHTTPRequestHandler):
     """The app's folder, the model files at their URL paths, and a blank page to start on."""
 
-    extra: dict[str, Path] = {}
+    extra: ClassVar[dict[str, Path]] = {}
 
     def translate_path(self, path: str) -> str:
         rel = path.split("?", 1)[0].split("#", 1)[0].lstrip("/")

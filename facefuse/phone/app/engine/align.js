@@ -1,5 +1,5 @@
 // Align: a similarity from five key points to the canonical crop (stages/align.py).
-import {makeImage, resizeArea, warpAffineInverse} from './raster.js';
+import {cropBox, resizeArea, warpAffineInverse} from './raster.js';
 
 /** Least-squares 2D similarity taking src to dst (Umeyama with scale; no reflection):
  * returns [[a, -b, tx], [b, a, ty]]. */
@@ -58,12 +58,7 @@ export function alignFace(rgb, face, size, contract) {
     const x0 = clamp(Math.floor(Math.min(...xs)) - 2, rgb.w); const y0 = clamp(Math.floor(Math.min(...ys)) - 2, rgb.h);
     const x1 = clamp(Math.ceil(Math.max(...xs)) + 2, rgb.w); const y1 = clamp(Math.ceil(Math.max(...ys)) + 2, rgb.h);
     if (x1 - x0 >= 2 && y1 - y0 >= 2) {
-      const part = makeImage(x1 - x0, y1 - y0, 3);
-      for (let y = y0; y < y1; y++) {
-        for (let x = x0; x < x1; x++) {
-          for (let k = 0; k < 3; k++) part.data[((y - y0) * part.w + x - x0) * 3 + k] = rgb.data[(y * rgb.w + x) * 3 + k];
-        }
-      }
+      const part = cropBox(rgb, {x0, y0, x1, y1});
       const sw = Math.max(1, Math.round((x1 - x0) * scale)); const sh = Math.max(1, Math.round((y1 - y0) * scale));
       source = resizeArea(part, sw, sh);
       const fx = sw / (x1 - x0); const fy = sh / (y1 - y0);

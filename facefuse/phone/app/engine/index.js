@@ -88,10 +88,13 @@ async function decoded(source, name, contract) {
   return entry;
 }
 
-async function facesOf(entry, rgb, detThreshold, contract) {
+async function facesOf(entry, rgb, detThreshold, contract, thorough) {
   const key = `${rgb.w}x${rgb.h}@${detThreshold}`;
-  if (!entry.faces.has(key)) entry.faces.set(key, await meshFaces(engine.mesh, rgb, detThreshold, contract));
-  return entry.faces.get(key);
+  const known = entry.faces.get(key);
+  if (known && (known.thorough || !thorough)) return known.faces;
+  const faces = await meshFaces(engine.mesh, rgb, detThreshold, contract, thorough);
+  entry.faces.set(key, {faces, thorough});
+  return faces;
 }
 
 function roundInPlace(img) {
@@ -174,11 +177,11 @@ async function run(source, template, params, previewSide) {
   let srcRgb = srcEntry.rgb; let tplRgb = tplEntry.rgb;
   if (previewSide) { srcRgb = downscaled(srcRgb, previewSide); tplRgb = downscaled(tplRgb, previewSide); }
   const srcFace = await timings.stage('analyse', async () => pickFace(
-      await facesOf(srcEntry, srcRgb, p.det_threshold, contract), p.source_face, 'source', p.det_threshold));
+      await facesOf(srcEntry, srcRgb, p.det_threshold, contract, p.source_face !== 0), p.source_face, 'source', p.det_threshold));
   const aligned = await timings.stage('align', () => {
     const a = alignFace(srcRgb, srcFace, p.crop_size, contract); roundInPlace(a.crop); return a;
   });
-  const tplFaces = await timings.stage('analyse', () => facesOf(tplEntry, tplRgb, p.det_threshold, contract));
+  const tplFaces = await timings.stage('analyse', () => facesOf(tplEntry, tplRgb, p.det_threshold, contract, p.template_face !== 0));
   let targets;
   if (p.template_face === 'all') {
     pickFace(tplFaces, 0, 'template', p.det_threshold); targets = tplFaces;
@@ -211,7 +214,7 @@ export async function detectFaces(image, params = {}) {
   const {contract} = engine;
   const p = validate(params, contract);
   const entry = await decoded(image, 'template', contract);
-  const faces = await facesOf(entry, entry.rgb, p.det_threshold, contract);
+  const faces = await facesOf(entry, entry.rgb, p.det_threshold, contract, true);
   return faces.map(publicFace);
 }
 

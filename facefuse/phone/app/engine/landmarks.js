@@ -3,7 +3,7 @@
 // and static-image mode the Python side runs. Faces are found on the whole photo, then the
 // mesh runs again on a 384 px crop around each face, as stages/analysis.py does.
 import {BackendError} from './errors.js';
-import {makeImage, warpAffineInverse} from './raster.js';
+import {cropBox, makeImage, warpAffineInverse} from './raster.js';
 
 function loadScript(url) {
   return new Promise((resolve, reject) => {
@@ -79,7 +79,7 @@ function toArray(points, w, h) {
 }
 
 /** A square box like the detector's around a mesh (measured against BlazeFace full-range
- * on the London set: side ~0.97 x the mesh's larger extent, centre ~2% of it lower). */
+ * on the London set and the astronaut: side ~0.97 x the mesh's larger extent). */
 function boxOfMesh(lm) {
   let x0 = Infinity; let y0 = Infinity; let x1 = -Infinity; let y1 = -Infinity;
   for (let i = 0; i < lm.length / 3; i++) {
@@ -87,7 +87,7 @@ function boxOfMesh(lm) {
     y0 = Math.min(y0, lm[3 * i + 1]); y1 = Math.max(y1, lm[3 * i + 1]);
   }
   const side = 0.97 * Math.max(x1 - x0, y1 - y0);
-  const cx = (x0 + x1) / 2; const cy = (y0 + y1) / 2 + 0.02 * (y1 - y0);
+  const cx = (x0 + x1) / 2; const cy = (y0 + y1) / 2;
   return [cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2];
 }
 
@@ -113,9 +113,14 @@ async function meshInBox(runner, rgb, box, contract) {
   return lm;
 }
 
-const DETECT_SIDE = 960; // Face Mesh's detector looks at 128 px: more only costs time
-/** Faces of `rgb` ({w, h, data} uint8 RGB), largest first: {box, landmarks, score}. */
-export async function detectFaces(runner, rgb, detThreshold, contract) {
+// The whole-photo pass only finds the faces (Face Mesh's detector looks at 128 px); a larger
+// input only costs time (on software WebGL, about linearly in its pixels). The landmarks
+// come from the second pass on a 384 px crop around each face, as on the Python side:
+// keeping the first pass's landmarks instead saves ~40% of this stage but costs ~1.5 dB
+// of parity with `facefuse fuse` (measured on a London pair).
+const DETECT_SIDE = 480;
+/** Boxes of the faces Face Mesh finds in `rgb` (looked at no larger than DETECT_SIDE). */
+async function findBoxes(runner, rgb, detThreshold, offset = [0, 0]) {
   const f = Math.min(1, DETECT_SIDE / Math.max(rgb.w, rgb.h));
   let small = rgb;
   if (f < 1) {
@@ -123,11 +128,63 @@ export async function detectFaces(runner, rgb, detThreshold, contract) {
         Math.round(rgb.w * f), Math.round(rgb.h * f), 'replicate');
   }
   const found = await (await runner.finder(detThreshold)).run(toCanvas(small));
-  const faces = [];
-  for (const pts of found.multiFaceLandmarks || []) {
+  return (found.multiFaceLandmarks || []).map((pts) => {
     const coarse = toArray(pts, small.w, small.h);
     for (let i = 0; i < coarse.length; i++) coarse[i] /= f;
-    const box = boxOfMesh(coarse);
+    const [x0, y0, x1, y1] = boxOfMesh(coarse);
+    return [x0 + offset[0], y0 + offset[1], x1 + offset[0], y1 + offset[1]];
+  });
+}
+
+function tileStarts(length, tile, stride) {
+  if (length <= tile) return [0];
+  const starts = [];
+  for (let s = 0; s < length - tile; s += stride) starts.push(s);
+  return [...starts, length - tile];
+}
+
+/** Boxes in overlapping tiles, halving the tile down to min_tile (analysis._detect_tiles). */
+async function tileBoxes(runner, rgb, detThreshold, contract) {
+  const {min_tile: minTile, tile_overlap: overlap} = contract.constants;
+  const found = [];
+  for (let tile = Math.max(rgb.w, rgb.h) / 2; tile >= minTile; tile /= 2) {
+    const t = Math.floor(tile); const stride = Math.max(1, Math.floor(t * (1 - overlap)));
+    for (const y of tileStarts(rgb.h, t, stride)) {
+      for (const x of tileStarts(rgb.w, t, stride)) {
+        const part = cropBox(rgb, {x0: x, y0: y, x1: Math.min(rgb.w, x + t), y1: Math.min(rgb.h, y + t)});
+        found.push(...await findBoxes(runner, part, detThreshold, [x, y]));
+      }
+    }
+  }
+  return found;
+}
+
+/** One box per face: a box overlapping a kept one, or mostly inside it, is the same face
+ * (analysis._merge_boxes; the whole-photo boxes come first and win). */
+function mergeBoxes(boxes) {
+  const kept = [];
+  for (const box of boxes) {
+    const area = (box[2] - box[0]) * (box[3] - box[1]);
+    const same = kept.some((o) => {
+      const ix = Math.max(0, Math.min(box[2], o[2]) - Math.max(box[0], o[0]));
+      const iy = Math.max(0, Math.min(box[3], o[3]) - Math.max(box[1], o[1]));
+      const union = area + (o[2] - o[0]) * (o[3] - o[1]) - ix * iy;
+      return ix * iy / Math.max(union, 1e-9) > 0.3 || ix * iy > 0.6 * area;
+    });
+    if (!same) kept.push(box);
+  }
+  return kept;
+}
+
+/** Faces of `rgb` ({w, h, data} uint8 RGB), largest first: {box, landmarks, score}.
+ * `thorough` (every face wanted: the face picker, a face other than the first) also looks
+ * at overlapping tiles, as it does when the whole photo shows no face, so small faces in
+ * group photos are found. */
+export async function detectFaces(runner, rgb, detThreshold, contract, thorough = false) {
+  let boxes = await findBoxes(runner, rgb, detThreshold);
+  if (thorough || !boxes.length) boxes = mergeBoxes(boxes.concat(await tileBoxes(runner, rgb, detThreshold, contract)));
+  const faces = [];
+  for (const box of boxes) {
     const landmarks = await meshInBox(runner, rgb, box, contract);
     if (landmarks) faces.push({box, score: detThreshold, landmarks});
   }

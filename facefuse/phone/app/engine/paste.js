@@ -28,7 +28,7 @@ export function pasteBack(template, aligned, field, delta, region, contract) {
   // ROI pixel -> crop coordinates.
   const M = composeAffine(aligned.toCrop, [[1, 0, x0], [0, 1, y0]]);
   const {w, data} = template;
-  const px = (xx, yy, k) => data[(Math.min(Math.max(yy, 0), template.h - 1) * w + Math.min(Math.max(xx, 0), w - 1)) * 3 + k];
+  const H = template.h;
   for (let ry = 0; ry < y1 - y0; ry++) {
     for (let rx = 0; rx < x1 - x0; rx++) {
       const u = M[0][0] * rx + M[0][1] * ry + M[0][2]; const v = M[1][0] * rx + M[1][1] * ry + M[1][2];
@@ -57,11 +57,14 @@ export function pasteBack(template, aligned, field, delta, region, contract) {
           d[k] = s;
         }
       }
+      // The template resampled at (sx, sy), bilinear, its border replicated.
       const a0 = Math.floor(sx); const b0 = Math.floor(sy); const ax = sx - a0; const ay = sy - b0;
+      const xa = (a0 < 0 ? 0 : a0 >= w ? w - 1 : a0) * 3; const xb = (a0 + 1 < 0 ? 0 : a0 + 1 >= w ? w - 1 : a0 + 1) * 3;
+      const ya = (b0 < 0 ? 0 : b0 >= H ? H - 1 : b0) * w * 3; const yb = (b0 + 1 < 0 ? 0 : b0 + 1 >= H ? H - 1 : b0 + 1) * w * 3;
       const o = (iy * w + ix) * 3;
       for (let k = 0; k < 3; k++) {
-        const val = (px(a0, b0, k) * (1 - ax) + px(a0 + 1, b0, k) * ax) * (1 - ay) +
-          (px(a0, b0 + 1, k) * (1 - ax) + px(a0 + 1, b0 + 1, k) * ax) * ay;
+        const val = (data[ya + xa + k] * (1 - ax) + data[ya + xb + k] * ax) * (1 - ay) +
+          (data[yb + xa + k] * (1 - ax) + data[yb + xb + k] * ax) * ay;
         out.data[o + k] = Math.round(val + d[k]);
       }
     }

@@ -21,47 +21,41 @@ const clampIndex = (i, n) => (i < 0 ? 0 : i >= n ? n - 1 : i);
 export function resizeArea(img, nw, nh) {
   if (nw >= img.w && nh >= img.h) return resizeLinear(img, nw, nh);
   const {w, h, c, data} = img;
-  const sx = w / nw; const sy = h / nh;
-  // Horizontal pass into a float buffer, then vertical.
-  const tmp = new Float32Array(nw * h * c);
-  const xw = spans(w, nw, sx);
+  const xs = spans(w, nw, w / nw); const ys = spans(h, nh, h / nh);
+  const tmp = new Float32Array(nw * h * c); // horizontal pass, then vertical
   for (let y = 0; y < h; y++) {
+    const row = y * w * c; const orow = y * nw * c;
     for (let x = 0; x < nw; x++) {
-      const [taps, wts] = xw[x];
-      for (let k = 0; k < c; k++) {
-        let s = 0;
-        for (let t = 0; t < taps.length; t++) s += data[(y * w + taps[t]) * c + k] * wts[t];
-        tmp[(y * nw + x) * c + k] = s;
+      for (let t = xs.start[x]; t < xs.start[x + 1]; t++) {
+        const src = row + xs.index[t] * c; const wt = xs.weight[t];
+        for (let k = 0; k < c; k++) tmp[orow + x * c + k] += data[src + k] * wt;
       }
     }
   }
   const out = makeImage(nw, nh, c);
-  const yw = spans(h, nh, sy);
   for (let y = 0; y < nh; y++) {
-    const [taps, wts] = yw[y];
-    for (let x = 0; x < nw; x++) {
-      for (let k = 0; k < c; k++) {
-        let s = 0;
-        for (let t = 0; t < taps.length; t++) s += tmp[(taps[t] * nw + x) * c + k] * wts[t];
-        out.data[(y * nw + x) * c + k] = s;
-      }
+    const orow = y * nw * c;
+    for (let t = ys.start[y]; t < ys.start[y + 1]; t++) {
+      const src = ys.index[t] * nw * c; const wt = ys.weight[t];
+      for (let i = 0; i < nw * c; i++) out.data[orow + i] += tmp[src + i] * wt;
     }
   }
   return out;
 }
 
+/** Source pixels and weights of each output pixel of an area resize (flat arrays). */
 function spans(n, nn, scale) {
-  const result = [];
+  const start = new Int32Array(nn + 1); const index = []; const weight = [];
   for (let i = 0; i < nn; i++) {
+    start[i] = index.length;
     const f0 = i * scale; const f1 = Math.min(n, f0 + scale);
-    const taps = []; const wts = [];
     for (let j = Math.floor(f0); j < Math.ceil(f1 - 1e-9); j++) {
       const cover = Math.min(f1, j + 1) - Math.max(f0, j);
-      if (cover > 1e-9) { taps.push(Math.min(j, n - 1)); wts.push(cover / (f1 - f0)); }
+      if (cover > 1e-9) { index.push(Math.min(j, n - 1)); weight.push(cover / (f1 - f0)); }
     }
-    result.push([taps, wts]);
   }
-  return result;
+  start[nn] = index.length;
+  return {start, index: Int32Array.from(index), weight: Float64Array.from(weight)};
 }
 
 /** Bilinear resize with pixel-centre alignment (cv2.INTER_LINEAR). */
@@ -201,31 +195,51 @@ function ellipseOffsets(n) {
 /** cv2.erode / cv2.dilate of a single-channel mask with an elliptic n x n kernel. */
 export function morph(mask, n, dilate) {
   const {w, h} = mask;
-  const offs = ellipseOffsets(n);
-  const rows = new Map(); // dy -> [lowest dx, highest dx]: every ellipse row is one run
-  for (const [dx, dy] of offs) {
-    const e = rows.get(dy) || [Infinity, -Infinity];
-    rows.set(dy, [Math.min(e[0], dx), Math.max(e[1], dx)]);
+  const rows = new Map(); // dy -> "lo,hi": each row of the ellipse is one run of dx
+  const ends = new Map();
+  for (const [dx, dy] of ellipseOffsets(n)) {
+    const [lo, hi] = ends.get(dy) ?? [Infinity, -Infinity];
+    ends.set(dy, [Math.min(lo, dx), Math.max(hi, dx)]);
   }
-  const dys = Int32Array.from(rows.keys()); const los = Int32Array.from(dys, (d) => rows.get(d)[0]);
-  const his = Int32Array.from(dys, (d) => rows.get(d)[1]);
+  for (const [dy, [lo, hi]] of ends) rows.set(dy, `${lo},${hi}`);
   const out = makeImage(w, h, 1, mask.data.constructor);
   // Only pixels near a non-zero one can be non-zero afterwards: work inside that box.
   const box = maskBox(mask, (v) => v !== 0, Math.ceil(n / 2) + 1);
   if (!box) return out;
-  const src = mask.data;
-  for (let y = box.y0; y < box.y1; y++) {
-    for (let x = box.x0; x < box.x1; x++) {
-      let v = dilate ? -Infinity : Infinity;
-      for (let r = 0; r < dys.length; r++) {
-        const yy = y + dys[r];
-        if (yy < 0 || yy >= h) continue; // outside counts as neutral (OpenCV's default)
-        const row = yy * w; const lo = Math.max(0, x + los[r]); const hi = Math.min(w - 1, x + his[r]);
-        if (dilate) { for (let xx = lo; xx <= hi; xx++) if (src[row + xx] > v) v = src[row + xx]; } else {
-          for (let xx = lo; xx <= hi; xx++) if (src[row + xx] < v) v = src[row + xx];
+  const bw = box.x1 - box.x0;
+  // A sliding min/max along x per distinct run, then the rows combined along y. Outside
+  // the image counts as neutral (OpenCV's default border for erode and dilate).
+  const better = dilate ? (a, b) => a > b : (a, b) => a < b;
+  const runs = new Map();
+  const deque = new Int32Array(w);
+  for (const key of new Set(rows.values())) {
+    const [lo, hi] = key.split(',').map(Number);
+    const plane = new Float32Array(bw * h);
+    for (let y = Math.max(0, box.y0 - n); y < Math.min(h, box.y1 + n); y++) {
+      const row = y * w; let head = 0; let tail = 0; let next = Math.max(0, box.x0 + lo);
+      for (let x = box.x0; x < box.x1; x++) {
+        const hiX = Math.min(w - 1, x + hi);
+        for (; next <= hiX; next++) {
+          while (tail > head && !better(mask.data[row + deque[tail - 1]], mask.data[row + next])) tail--;
+          deque[tail++] = next;
         }
+        while (head < tail && deque[head] < x + lo) head++;
+        plane[y * bw + x - box.x0] = head < tail ? mask.data[row + deque[head]] : (dilate ? -Infinity : Infinity);
       }
-      out.data[y * w + x] = v;
+    }
+    runs.set(key, plane);
+  }
+  const order = [...rows].map(([dy, key]) => [dy, runs.get(key)]);
+  for (let y = box.y0; y < box.y1; y++) {
+    for (let x = 0; x < bw; x++) {
+      let v = dilate ? -Infinity : Infinity;
+      for (const [dy, plane] of order) {
+        const yy = y + dy;
+        if (yy < 0 || yy >= h) continue;
+        const p = plane[yy * bw + x];
+        if (better(p, v)) v = p;
+      }
+      out.data[y * w + x + box.x0] = v;
     }
   }
   return out;
@@ -289,8 +303,16 @@ export function convexHull(points) {
 }
 
 // ---- colour: cv2.COLOR_RGB2LAB / LAB2RGB on float 0..1 RGB (sRGB gamma, D65) ----
-const gammaIn = (v) => (v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4));
-const gammaOut = (v) => (v <= 0.0031308 ? 12.92 * v : 1.055 * Math.pow(v, 1 / 2.4) - 0.055);
+const gammaInExact = (v) => (v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4));
+const gammaOutExact = (v) => (v <= 0.0031308 ? 12.92 * v : 1.055 * Math.pow(v, 1 / 2.4) - 0.055);
+// Both curves tabulated on [0, 1] and interpolated (error < 1e-5): pow() per channel per
+// pixel was most of the colour stages' time.
+const LUT_SIZE = 8192;
+const tabulate = (f) => Float64Array.from({length: LUT_SIZE + 2}, (_, i) => f(Math.min(1, i / LUT_SIZE)));
+const GAMMA_IN = tabulate(gammaInExact); const GAMMA_OUT = tabulate(gammaOutExact);
+const lookup = (lut, v) => { const f = v * LUT_SIZE; const i = f | 0; return lut[i] + (lut[i + 1] - lut[i]) * (f - i); };
+const gammaIn = (v) => lookup(GAMMA_IN, v);
+const gammaOut = (v) => lookup(GAMMA_OUT, v);
 const XN = 0.950456; const ZN = 1.088754;
 
 /** RGB (0..255 floats, 3 channels) to LAB (L 0..100). */
