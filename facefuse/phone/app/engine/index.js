@@ -48,8 +48,13 @@ export function loadEngine(options = {}) {
       // through the same globals while they load.
       const refiner = options.refiner === false ? null : await loadRefiner(APP_BASE, contract);
       const mesh = await loadMesh(APP_BASE);
-      // Build the default threshold's face finder now, not on the first photo.
-      await mesh.finder(contract.params.find((q) => q.name === 'det_threshold').default);
+      // Build the default threshold's face finder now and run both graphs once on a blank
+      // frame, so their detector's set-up is paid here, not by the first photo. (The
+      // landmark model itself only runs, and warms up, on the first face it is given.)
+      const finder = await mesh.finder(contract.params.find((q) => q.name === 'det_threshold').default);
+      const blank = document.createElement('canvas');
+      blank.width = 128; blank.height = 128; blank.getContext('2d').fillRect(0, 0, 128, 128);
+      await finder.run(blank); await mesh.crop.run(blank);
       engine = {contract, mesh, refiner};
       return engine;
     })();
@@ -160,11 +165,15 @@ function asImageData(rgb) {
   return typeof ImageData !== 'undefined' ? new ImageData(rgba, rgb.w, rgb.h) : {width: rgb.w, height: rgb.h, data: rgba};
 }
 
-function downscaled(rgb, side) {
+function downscaled(entry, side) {
+  const rgb = entry.rgb;
   const f = side / Math.max(rgb.w, rgb.h);
   if (f >= 1) return rgb;
+  if (entry.small && entry.small.side === side) return entry.small.rgb; // slider moves reuse it
   const small = resizeArea(rgb, Math.max(1, Math.round(rgb.w * f)), Math.max(1, Math.round(rgb.h * f)));
-  return {w: small.w, h: small.h, c: 3, data: Uint8ClampedArray.from(small.data, (v) => Math.round(v))};
+  const out = {w: small.w, h: small.h, c: 3, data: Uint8ClampedArray.from(small.data, (v) => Math.round(v))};
+  entry.small = {side, rgb: out};
+  return out;
 }
 
 async function run(source, template, params, previewSide) {
@@ -175,7 +184,7 @@ async function run(source, template, params, previewSide) {
   const srcEntry = await timings.stage('load', () => decoded(source, 'source', contract));
   const tplEntry = await timings.stage('load', () => decoded(template, 'template', contract));
   let srcRgb = srcEntry.rgb; let tplRgb = tplEntry.rgb;
-  if (previewSide) { srcRgb = downscaled(srcRgb, previewSide); tplRgb = downscaled(tplRgb, previewSide); }
+  if (previewSide) { srcRgb = downscaled(srcEntry, previewSide); tplRgb = downscaled(tplEntry, previewSide); }
   const srcFace = await timings.stage('analyse', async () => pickFace(
       await facesOf(srcEntry, srcRgb, p.det_threshold, contract, p.source_face !== 0), p.source_face, 'source', p.det_threshold));
   const aligned = await timings.stage('align', () => {

@@ -179,6 +179,17 @@ export function gaussianBlur(img, sigma, eightBit = false) {
   return out;
 }
 
+/** gaussianBlur of a mostly-zero single-channel mask, computed only around its non-zero
+ * pixels (the same values: beyond them the blur of zeros is zero). */
+export function blurMask(mask, sigma, eightBit = false) {
+  const r = (gaussianKernel(sigma, eightBit).length - 1) / 2;
+  const box = maskBox(mask, (v) => v !== 0, r);
+  const out = makeImage(mask.w, mask.h, 1);
+  if (!box) return out;
+  pasteBox(out, gaussianBlur(cropBox(mask, box), sigma, eightBit), box);
+  return out;
+}
+
 /** Offsets of cv2.getStructuringElement(MORPH_ELLIPSE, (n, n)). */
 function ellipseOffsets(n) {
   const r = Math.floor(n / 2); const c = r; const inv = r ? 1 / (r * r) : 0;

@@ -1,7 +1,7 @@
 // Texture: masks, colour/light match and the ratio mix, in the aligned crop
 // (stages/texture.py).
 import {
-  convexHull, cropBox, fillPolygon, gaussianBlur, labToRgb, makeImage, maskBox, morph,
+  blurMask, convexHull, cropBox, fillPolygon, gaussianBlur, labToRgb, makeImage, maskBox, morph,
   pasteBox, resizeArea, resizeLinear, rgbToLab,
 } from './raster.js';
 
@@ -37,7 +37,7 @@ export function faceMask(shape, size, region, contract) {
   let hard = polyMask(half, pulled.map(([x, y]) => [x / 2, y / 2]), true);
   const feather = Math.max(2, Math.round(0.03 * width));
   hard = morph(hard, feather, false);
-  const soft = gaussianBlur(hard, feather / 2, true);
+  const soft = blurMask(hard, feather / 2, true);
   const big = resizeLinear(soft, size, size);
   for (let i = 0; i < big.data.length; i++) big.data[i] /= 255;
   return big;
@@ -64,7 +64,7 @@ export function mouthMask(shape, size, contract) {
   let hard = polyMask(size, ptsOf(shape, contract.mesh.OUTER_LIPS_LOOP), true);
   const grow = Math.max(3, Math.floor(size / 40));
   hard = morph(hard, grow, true);
-  const soft = gaussianBlur(hard, grow / 2, true);
+  const soft = blurMask(hard, grow / 2, true);
   for (let i = 0; i < soft.data.length; i++) soft.data[i] /= 255;
   return soft;
 }
