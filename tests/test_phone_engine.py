@@ -210,3 +210,43 @@ def test_faces_are_numbered_largest_first_and_nothing_leaves_the_origin(page, en
         cx = (js_face["box"][0] + js_face["box"][2]) / 2
         assert abs(cx - (py_face.box[0] + py_face.box[2]) / 2) < 0.15 * py_face.width
     assert page.outside == []
+
+
+@needs_browser
+def test_live_view_fuses_the_fake_camera_face_and_keeps_the_background(london, tmp_path):
+    """Issue #16's engine side: startLive on Chromium's fake camera (a .y4m made from a
+    London photo, as the desktop bench does) gives fused frames; stats() counts them."""
+    from facefuse.runners.live import make_face_video, video_to_y4m
+
+    photo = load_image(london / "smiling" / "002_08.jpg")
+    clip = video_to_y4m(make_face_video(photo, tmp_path / "face.mp4", frames=40),
+                        tmp_path / "face.y4m")
+    flags = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+             f"--use-file-for-fake-video-capture={clip}")
+    source = b64((london / "neutral" / "001_03.jpg").read_bytes())
+    with serve_app() as base, engine_page(base, flags=flags, camera=True) as pg:
+        pg.evaluate("""async (b) => {
+            const blob = new Blob([Uint8Array.from(atob(b), (c) => c.charCodeAt(0))]);
+            await window.facefuse.startLive(blob, {ratio: 1.0});
+        }""", source)
+        pg.wait_for_function("window.facefuse.lastLiveFrame() && "
+                             "window.facefuse.lastLiveFrame().box", timeout=240_000)
+        frame = pg.evaluate("""() => {
+            const f = window.facefuse.lastLiveFrame();
+            return {input: Array.from(f.input.data), output: Array.from(f.output.data),
+                    w: f.input.w, h: f.input.h, box: f.box,
+                    stats: window.facefuse.stats()};
+        }""")
+        pg.evaluate("window.facefuse.stopLive()")
+    shape = (frame["h"], frame["w"], 3)
+    before = np.asarray(frame["input"], np.uint8).reshape(shape).astype(int)
+    after = np.asarray(frame["output"], np.uint8).reshape(shape).astype(int)
+    x0, y0, x1, y1 = (int(v) for v in frame["box"])
+    assert np.abs(after - before)[y0:y1, x0:x1].mean() > 3  # the face changed
+    w, h = x1 - x0, y1 - y0
+    far = np.ones(shape[:2], bool)
+    far[max(0, y0 - h):y1 + h, max(0, x0 - w):x1 + w] = False
+    assert np.array_equal(after[far], before[far])  # the background did not
+    stats = frame["stats"]
+    assert stats["faces_tracked"] >= 1 and stats["frame_ms_p50"] > 0
+    assert set(stats["stages_ms"]) >= {"analyse", "geometry", "texture", "refine", "paste"}

@@ -83,15 +83,20 @@ def serve_app(root: Path = APP_DIR) -> Iterator[str]:
 
 
 @contextmanager
-def engine_page(base: str, *, phone: bool = True) -> Iterator[Any]:
+def engine_page(base: str, *, phone: bool = True, flags: tuple[str, ...] = (),
+                camera: bool = False) -> Iterator[Any]:
     """A Playwright page (Pixel 7 profile when `phone`) with the engine imported as
-    `window.facefuse` and loaded (models compiled)."""
+    `window.facefuse` and loaded (models compiled). `flags`: more Chromium switches (a fake
+    camera); `camera`: grant the page the camera."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        browser = pw.chromium.launch(executable_path=chromium_path(),
+                                     args=[*CHROMIUM_FLAGS, *flags])
         try:
             context = browser.new_context(**(pw.devices["Pixel 7"] if phone else {}))
+            if camera:
+                context.grant_permissions(["camera"], origin=base)
             page = context.new_page()
             page.goto(base + BLANK_PAGE)
             page.evaluate("""async () => {

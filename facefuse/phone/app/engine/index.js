@@ -4,15 +4,14 @@
 // facefuse/phone/contract.py).
 import {alignFace} from './align.js';
 import {BackendError, FaceFuseError, ImageError, NoFaceError, ParameterError} from './errors.js';
-import {anchorPoints, applyField, buildPlan, fuseShape, landmarkPoints, planField} from './geometry.js';
+import {resizeOutput} from './finish.js';
+import {fuseFace, roundInPlace, Timings} from './fuseface.js';
 import {loadImage} from './image.js';
-import {detectFaces as meshFaces, loadMesh, mouthOpenRatio} from './landmarks.js';
+import {detectFaces as meshFaces, loadMesh} from './landmarks.js';
+import {LIVE_CROP, LiveView} from './live.js';
 import {validateParams as validate} from './params.js';
-import {pasteBack} from './paste.js';
-import {makeImage, resizeArea} from './raster.js';
-import {loadRefiner, refine, refineSide} from './refine.js';
-import {adjustTone, applyMode, resizeOutput, smoothSkin} from './finish.js';
-import {faceMask, mix, skinMask} from './texture.js';
+import {resizeArea} from './raster.js';
+import {loadRefiner} from './refine.js';
 
 export {BackendError, FaceFuseError, ImageError, NoFaceError, ParameterError};
 
@@ -68,14 +67,6 @@ export async function validateParams(params) {
   return validate(params, contract);
 }
 
-class Timings {
-  constructor() { this.ms = {}; }
-  async stage(name, fn) {
-    const t0 = performance.now();
-    try { return await fn(); } finally { this.ms[name] = (this.ms[name] || 0) + performance.now() - t0; }
-  }
-}
-
 function pickFace(faces, index, name, detThreshold) {
   if (!faces.length) {
     throw new NoFaceError(`no face found in the ${name}: use a photo with a clearly visible face, or lower --det-threshold (now ${detThreshold})`);
@@ -100,57 +91,6 @@ async function facesOf(entry, rgb, detThreshold, contract, thorough) {
   const faces = await meshFaces(engine.mesh, rgb, detThreshold, contract, thorough);
   entry.faces.set(key, {faces, thorough});
   return faces;
-}
-
-function roundInPlace(img) {
-  for (let i = 0; i < img.data.length; i++) img.data[i] = Math.round(img.data[i]);
-  return img;
-}
-
-/** Every stage from align to finish for one face of `image` (pipeline.fuse_face). */
-async function fuseFace(src, image, face, p, timings) {
-  const {contract, refiner} = engine;
-  const size = p.crop_size;
-  const tpl = await timings.stage('align', () => {
-    const a = alignFace(image, face, size, contract); roundInPlace(a.crop); return a;
-  });
-  const geo = await timings.stage('geometry', () => {
-    const tplPts = landmarkPoints(tpl.landmarks);
-    const shape = p.ratio === 0 ? tplPts : fuseShape(src.aligned.landmarks, tpl.landmarks, p.shape_ratio, contract);
-    const anchors = anchorPoints(shape, size, contract);
-    const plan = buildPlan(shape, anchors, size, contract);
-    const field = planField(plan, tplPts, anchors);
-    const tplWarped = roundInPlace(applyField(field, tpl.crop));
-    const srcWarped = p.ratio > 0 ? roundInPlace(applyField(planField(plan, landmarkPoints(src.aligned.landmarks), anchors), src.aligned.crop)) : null;
-    return {shape, field, tplWarped, srcWarped};
-  });
-  const region = {scale: p.region_scale, rotation: p.region_rotation, offset_x: p.region_offset_x, offset_y: p.region_offset_y};
-  let {image: fused, weight, face: faceRegion, skin} = await timings.stage('texture', () => {
-    if (p.ratio > 0) {
-      const open = mouthOpenRatio(face.landmarks, contract.landmarks) > contract.constants.mouth_open_threshold;
-      return mix(geo.srcWarped, geo.tplWarped, geo.shape, p.ratio, open, region, contract);
-    }
-    const fm = faceMask(geo.shape, size, region, contract);
-    return {image: geo.tplWarped, weight: makeImage(size, size, 1), face: fm, skin: skinMask(geo.shape, size, fm, contract)};
-  });
-  if (p.refine && p.ratio > 0) {
-    if (!refiner) throw new BackendError('the U-Net refiner is not loaded: call loadEngine() without {refiner: false}, or set refine: false');
-    fused = await timings.stage('refine', () => refine(refiner, fused, faceRegion, geo.tplWarped, refineSide(size, contract)));
-  }
-  fused = await timings.stage('finish', () => {
-    let f = p.ratio === 0 ? geo.tplWarped : fused;
-    f = applyMode(f, geo.tplWarped, weight, faceRegion, p.mode);
-    f = smoothSkin(f, skin, p.smoothing);
-    return adjustTone(f, faceRegion, p.brightness, p.contrast, p.saturation);
-  });
-  return timings.stage('paste', () => {
-    const eps = contract.constants.region_eps;
-    const delta = makeImage(size, size, 3);
-    for (let i = 0; i < size * size; i++) {
-      if (faceRegion.data[i] > eps) for (let k = 0; k < 3; k++) delta.data[3 * i + k] = fused.data[3 * i + k] - geo.tplWarped.data[3 * i + k];
-    }
-    return pasteBack(image, tpl, geo.field, delta, faceRegion, contract);
-  });
 }
 
 function publicFace(face, index) {
@@ -198,7 +138,7 @@ async function run(source, template, params, previewSide) {
     targets = [pickFace(tplFaces, p.template_face, 'template', p.det_threshold)];
   }
   let out = tplRgb;
-  for (const face of targets) out = await fuseFace({face: srcFace, aligned}, out, face, p, timings);
+  for (const face of targets) out = await fuseFace(engine, {face: srcFace, aligned}, out, face, p, timings);
   out = await timings.stage('finish', () => resizeOutput(out, p.resolution));
   const faces = targets.map((f) => publicFace(f, tplFaces.indexOf(f)));
   const ms = Object.fromEntries(STAGES.filter((s) => s in timings.ms).map((s) => [s, Math.round(timings.ms[s] * 10) / 10]));
@@ -233,4 +173,51 @@ export async function toBlob(image, type = 'image/png', quality = 0.95) {
   const data = image instanceof ImageData ? image : new ImageData(image.data, image.width, image.height);
   canvas.getContext('2d').putImageData(data, 0, 0);
   return canvas.convertToBlob({type, quality});
+}
+
+// ---------------------------------------------------------------- live (issue #16)
+let liveView = null;
+
+/** Open the front camera (or `options.stream`) and fuse `source` into every frame on the
+ * 320 crop path, drawn onto `options.canvas` (or a new canvas). Returns {canvas, video}. */
+export async function startLive(source, params = {}, options = {}) {
+  await loadEngine();
+  const {contract} = engine;
+  stopLive();
+  const p = validate({...params, crop_size: LIVE_CROP, smoothing: 0, poisson: false,
+    resolution: 'original', template_face: 0}, contract);
+  const entry = await decoded(source, 'source', contract);
+  const face = pickFace(await facesOf(entry, entry.rgb, p.det_threshold, contract, p.source_face !== 0),
+      p.source_face, 'source', p.det_threshold);
+  const aligned = alignFace(entry.rgb, face, LIVE_CROP, contract);
+  roundInPlace(aligned.crop);
+  let stream = options.stream;
+  if (!stream) {
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({audio: false,
+        video: {facingMode: 'user', width: {ideal: 640}, height: {ideal: 480}}});
+    } catch (err) {
+      throw new BackendError(`the camera could not be opened: ${err.message || err}`);
+    }
+  }
+  const canvas = options.canvas || document.createElement('canvas');
+  liveView = new LiveView(engine, {face, aligned}, p, stream, canvas);
+  await liveView.start();
+  return {canvas, video: liveView.video};
+}
+
+/** Stop the live view and release the camera. */
+export function stopLive() {
+  if (liveView) { liveView.stop(); liveView = null; }
+}
+
+/** The live view's figures since the last call (see LiveView.stats), or null. */
+export function stats() {
+  return liveView ? liveView.stats() : null;
+}
+
+/** The last live frame before and after fusion ({input, output}: {w, h, data} RGB, and the
+ * tracked face's box), for tests and the shutter; null before the first frame. */
+export function lastLiveFrame() {
+  return liveView && liveView.last ? liveView.last : null;
 }

@@ -45,8 +45,15 @@ export async function loadMesh(base) {
     if (!globalThis.FaceMesh) await loadScript(dir + 'face_mesh.js');
     const crop = await meshGraph(dir, {...MESH_OPTIONS, maxNumFaces: 1, minDetectionConfidence: 0.3});
     const finders = new Map();
+    let tracker = null;
     return {
       crop,
+      /** Face Mesh in tracking mode for video: it follows the last frame's landmarks. */
+      tracker() {
+        tracker ??= meshGraph(dir, {...MESH_OPTIONS, staticImageMode: false, maxNumFaces: 1,
+          minDetectionConfidence: 0.5});
+        return tracker;
+      },
       async finder(threshold) {
         if (!finders.has(threshold)) {
           finders.set(threshold, meshGraph(dir, {...MESH_OPTIONS, maxNumFaces: MAX_FACES,
@@ -190,6 +197,20 @@ export async function detectFaces(runner, rgb, detThreshold, contract, thorough 
   }
   faces.sort((a, b) => (b.box[2] - b.box[0]) * (b.box[3] - b.box[1]) - (a.box[2] - a.box[0]) * (a.box[3] - a.box[1]));
   return faces;
+}
+
+/** One video frame (a canvas of w x h) in tracking mode: the main face, or null. */
+export async function trackFace(runner, canvas, w, h) {
+  const result = await (await runner.tracker()).run(canvas);
+  const pts = (result.multiFaceLandmarks || [])[0];
+  if (!pts) return null;
+  const landmarks = toArray(pts, w, h);
+  let x0 = Infinity; let y0 = Infinity; let x1 = -Infinity; let y1 = -Infinity;
+  for (let i = 0; i < landmarks.length / 3; i++) {
+    x0 = Math.min(x0, landmarks[3 * i]); x1 = Math.max(x1, landmarks[3 * i]);
+    y0 = Math.min(y0, landmarks[3 * i + 1]); y1 = Math.max(y1, landmarks[3 * i + 1]);
+  }
+  return {box: [x0, y0, x1, y1], score: 1, landmarks};
 }
 
 export function mouthOpenRatio(lm, L) {
