@@ -16,7 +16,7 @@ from PIL import Image
 from facefuse.cli import main
 from facefuse.errors import ImageError, NoFaceError
 from facefuse.imageio import load_image
-from facefuse.params import FusionParams
+from facefuse.params import FusionParams, preset
 from facefuse.phone import contract
 from facefuse.quality.phone_browser import chromium_path, engine_page, serve_app
 from facefuse.stages.mesh_topology import FACE_OVAL_LOOP
@@ -61,10 +61,19 @@ def face_psnr(a: np.ndarray, b: np.ndarray, landmarks: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def page():
+def page(tmp_path_factory, astronaut):
+    """One Chromium for the module (Playwright's sync API allows one at a time), with a fake
+    camera that films the astronaut (a .y4m made as the desktop bench makes its clip)."""
+    from facefuse.runners.live import make_face_video, video_to_y4m
+
     if chromium_path() is None:
         pytest.skip("Debian's chromium is not installed")
-    with serve_app() as base, engine_page(base) as pg:
+    folder = tmp_path_factory.mktemp("camera")
+    clip = video_to_y4m(make_face_video(astronaut, folder / "face.mp4", frames=40),
+                        folder / "face.y4m")
+    flags = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+             f"--use-file-for-fake-video-capture={clip}")
+    with serve_app() as base, engine_page(base, flags=flags, camera=True) as pg:
         outside: list[str] = []
         pg.on("request", lambda r: outside.append(r.url)
               if not r.url.startswith((base, "data:", "blob:")) else None)
@@ -192,6 +201,8 @@ def test_bad_parameters_are_refused_with_python_messages(page, astronaut):
             expected = str(exc)
         assert js.get("error") == "ParameterError" and js["exitCode"] == 2, js
         assert js["message"] == expected
+    mobile = page.evaluate("window.facefuse.validateParams({preset: 'mobile', ratio: 0.6})")
+    assert mobile == preset("mobile", ratio=0.6).to_dict()
 
 
 @needs_browser
@@ -213,39 +224,32 @@ def test_faces_are_numbered_largest_first_and_nothing_leaves_the_origin(page, en
 
 
 @needs_browser
-def test_live_view_fuses_the_fake_camera_face_and_keeps_the_background(london, tmp_path):
-    """Issue #16's engine side: startLive on Chromium's fake camera (a .y4m made from a
-    London photo, as the desktop bench does) gives fused frames; stats() counts them."""
-    from facefuse.runners.live import make_face_video, video_to_y4m
-
-    photo = load_image(london / "smiling" / "002_08.jpg")
-    clip = video_to_y4m(make_face_video(photo, tmp_path / "face.mp4", frames=40),
-                        tmp_path / "face.y4m")
-    flags = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-             f"--use-file-for-fake-video-capture={clip}")
-    source = b64((london / "neutral" / "001_03.jpg").read_bytes())
-    with serve_app() as base, engine_page(base, flags=flags, camera=True) as pg:
-        pg.evaluate("""async (b) => {
-            const blob = new Blob([Uint8Array.from(atob(b), (c) => c.charCodeAt(0))]);
-            await window.facefuse.startLive(blob, {ratio: 1.0});
-        }""", source)
-        pg.wait_for_function("window.facefuse.lastLiveFrame() && "
-                             "window.facefuse.lastLiveFrame().box", timeout=240_000)
-        frame = pg.evaluate("""() => {
+def test_live_view_fuses_the_camera_face_and_keeps_the_background(page, astronaut_template):
+    """Issue #16's engine side: startLive on Chromium's fake camera (a clip of the astronaut)
+    with another face as the source gives fused frames; stats() counts them."""
+    page.evaluate("""async (b) => {
+        const blob = new Blob([Uint8Array.from(atob(b), (c) => c.charCodeAt(0))]);
+        await window.facefuse.startLive(blob, {ratio: 1.0});
+    }""", b64(png_bytes(astronaut_template)))
+    try:
+        page.wait_for_function("window.facefuse.lastLiveFrame() && "
+                               "window.facefuse.lastLiveFrame().box", timeout=240_000)
+        frame = page.evaluate("""() => {
             const f = window.facefuse.lastLiveFrame();
             return {input: Array.from(f.input.data), output: Array.from(f.output.data),
-                    w: f.input.w, h: f.input.h, box: f.box,
-                    stats: window.facefuse.stats()};
+                    w: f.input.w, h: f.input.h, box: f.box, stats: window.facefuse.stats()};
         }""")
-        pg.evaluate("window.facefuse.stopLive()")
+    finally:
+        page.evaluate("window.facefuse.stopLive()")
     shape = (frame["h"], frame["w"], 3)
     before = np.asarray(frame["input"], np.uint8).reshape(shape).astype(int)
     after = np.asarray(frame["output"], np.uint8).reshape(shape).astype(int)
-    x0, y0, x1, y1 = (int(v) for v in frame["box"])
+    x0, y0, x1, y1 = (max(0, int(v)) for v in frame["box"])  # the face may leave the frame
     assert np.abs(after - before)[y0:y1, x0:x1].mean() > 3  # the face changed
     w, h = x1 - x0, y1 - y0
     far = np.ones(shape[:2], bool)
     far[max(0, y0 - h):y1 + h, max(0, x0 - w):x1 + w] = False
+    assert far.mean() > 0.3
     assert np.array_equal(after[far], before[far])  # the background did not
     stats = frame["stats"]
     assert stats["faces_tracked"] >= 1 and stats["frame_ms_p50"] > 0

@@ -29,10 +29,23 @@ export let CONTRACT = null;
 /** Named presets ('desktop', 'mobile') with the Python side's values. */
 export let PRESETS = {};
 
-async function loadContract() {
-  const response = await fetch(new URL('contract.json', APP_BASE));
-  if (!response.ok) throw new BackendError(`could not load contract.json (${response.status})`);
-  return response.json();
+let contractLoading = null;
+
+/** contract.json alone (parameters, presets): what validation and the app's controls need,
+ * without loading any model. */
+export function loadContract() {
+  if (!contractLoading) {
+    contractLoading = (async () => {
+      const response = await fetch(new URL('contract.json', APP_BASE));
+      if (!response.ok) throw new BackendError(`could not load contract.json (${response.status})`);
+      const contract = await response.json();
+      CONTRACT = contract;
+      PRESETS = contract.presets;
+      return contract;
+    })();
+    contractLoading.catch(() => { contractLoading = null; });
+  }
+  return contractLoading;
 }
 
 /** Load the models (Face Mesh, the U-Net) once; later calls return the same engine.
@@ -41,8 +54,6 @@ export function loadEngine(options = {}) {
   if (!loading) {
     loading = (async () => {
       const contract = await loadContract();
-      CONTRACT = contract;
-      PRESETS = contract.presets;
       // One after the other: both runtimes are Emscripten builds that pass their set-up
       // through the same globals while they load.
       const refiner = options.refiner === false ? null : await loadRefiner(APP_BASE, contract);
@@ -62,9 +73,10 @@ export function loadEngine(options = {}) {
   return loading;
 }
 
+/** The complete parameter object for `params` (defaults, a named `preset`, then the given
+ * values), or a ParameterError with the Python side's message. Loads no model. */
 export async function validateParams(params) {
-  const {contract} = await loadEngine();
-  return validate(params, contract);
+  return validate(params, await loadContract());
 }
 
 function pickFace(faces, index, name, detThreshold) {
