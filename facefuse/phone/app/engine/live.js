@@ -31,12 +31,19 @@ export class LiveView {
 
   schedule() {
     if (!this.running) return;
-    if (this.video.requestVideoFrameCallback) this.video.requestVideoFrameCallback(() => this.onFrame());
-    else requestAnimationFrame(() => this.onFrame());
+    if (this.video.requestVideoFrameCallback) {
+      this.video.requestVideoFrameCallback((now, meta) => this.onFrame(meta));
+    } else {
+      requestAnimationFrame(() => this.onFrame(null));
+    }
   }
 
-  onFrame() {
+  onFrame(meta) {
     if (!this.running) return;
+    // The camera's frames that were never handed to us (the page was busy fusing) count
+    // as dropped too: the fusion runs on this thread, so callbacks are coalesced.
+    if (meta && this.presented !== undefined) this.dropped += Math.max(0, meta.presentedFrames - this.presented - 1);
+    if (meta) this.presented = meta.presentedFrames;
     if (this.busy) this.dropped++; else this.process();
     this.schedule();
   }
