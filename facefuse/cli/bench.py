@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", default=None,
                    help="comma list of album,live,preview,refiner,phone (default: all), "
                    "or webui-load (the WebUI under many users), cluster (the batch on Ray, "
-                   "1 and 2 workers, vs local)")
+                   "1 and 2 workers, vs local), phone-album (the phone app's engine in "
+                   "Chromium)")
     p.add_argument("--models", default=None, help="an export folder (facefuse export -o) for "
                    "the phone table; default: the shipped models")
     p.add_argument("--sizes", default="512,320", help="sizes of the phone table")
@@ -71,6 +72,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         photos = [source] + [load_image(t) for _, t in pairs[1:5]]
         report["webui_load"] = run_load(photos, LoadConfig(clients=args.clients,
                                                            duration_s=args.seconds))
+    if "phone-album" in parts:  # the phone app's engine in Chromium
+        report["phone_album"] = bench.bench_phone_album(pairs)
     if "album" in parts:
         report["album"] = bench.bench_album(pairs, sorted((data / "smiling").glob("*.jpg"))[
             :args.batch])

@@ -8,7 +8,10 @@
 - refiner: U-Net latency per backend and size;
 - cluster: the batch on a private Ray with 1 and 2 workers against the local batch;
 - phone: per backend x size, each in a fresh subprocess: file size, load time, warm latency
-  p50/p95, peak RSS, and face-region PSNR against ONNX FP32 on held-out faces.
+  p50/p95, peak RSS, and face-region PSNR against ONNX FP32 on held-out faces;
+- phone-album: the phone app's engine in headless Chromium (Pixel 7 profile, no throttling)
+  on 1350 px pairs: engine load, first fusion, per-stage ms, and the Python pipeline on the
+  same pairs in the same run, with the face-region PSNR between the two results.
 """
 
 from __future__ import annotations
@@ -447,6 +450,66 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
+PHONE_FUSE_JS = """async ([source, template]) => {
+  const blob = (b64) => new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))],
+                                 {type: 'image/jpeg'});
+  const t0 = performance.now();
+  const r = await window.facefuse.fuse(blob(source), blob(template), {});
+  const wall = performance.now() - t0;
+  const bytes = new Uint8Array(await (await window.facefuse.toBlob(r.image)).arrayBuffer());
+  let text = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return {wall, timings: r.timings, png: btoa(text)};
+}"""
+
+
+def bench_phone_album(pairs: list[tuple[Path, Path]]) -> dict[str, Any]:
+    """The phone engine's album fusion in Chromium (fresh photos each call, so nothing is
+    cached between pairs) against the Python pipeline on the same pairs, same run."""
+    import base64
+
+    from ..pipeline import FaceFuser
+    from ..stages.mesh_topology import FACE_OVAL_LOOP
+    from .phone_browser import chromium_path, engine_page, serve_app
+
+    if chromium_path() is None:
+        return {"note": "chromium is not installed"}
+    blobs = [(base64.b64encode(s.read_bytes()).decode(),
+              base64.b64encode(t.read_bytes()).decode()) for s, t in pairs]
+    with FaceFuser() as engine:
+        engine.fuse(pairs[0][0], pairs[0][1])  # warm-up
+        python_s, python_images, ovals = [], [], []
+        for s, t in pairs:
+            start = time.perf_counter()
+            result = engine.fuse(s, t)
+            python_s.append(time.perf_counter() - start)
+            python_images.append(result.image)
+            ovals.append(result.template_faces[0].landmarks[list(FACE_OVAL_LOOP), :2])
+    start = time.perf_counter()
+    with serve_app() as base, engine_page(base) as page:
+        load_s = time.perf_counter() - start
+        first = page.evaluate(PHONE_FUSE_JS, list(blobs[0]))["wall"] / 1000.0
+        walls, stages, psnrs = [], {}, []
+        for (src, tpl), py_image, oval in zip(blobs, python_images, ovals, strict=True):
+            r = page.evaluate(PHONE_FUSE_JS, [src, tpl])
+            walls.append(r["wall"] / 1000.0)
+            for k, v in r["timings"].items():
+                if k != "total":
+                    stages.setdefault(k, []).append(v)
+            js = load_image(base64.b64decode(r["png"]))
+            mask = np.zeros(py_image.shape[:2], np.float32)
+            cv2.fillPoly(mask, [np.round(oval).astype(np.int32)], 1.0)
+            psnrs.append(_face_psnr(py_image / 255.0, js / 255.0, mask[..., None]))
+    return {"pairs": len(pairs), "engine_load_s": load_s, "first_fusion_s": first,
+            "phone_pair_s": statistics.median(walls), "phone_pair_s_max": max(walls),
+            "python_pair_s": statistics.median(python_s),
+            "stages_ms": {k: statistics.median(v) for k, v in stages.items()},
+            "face_psnr_vs_python_db": statistics.median(psnrs),
+            "face_psnr_vs_python_db_min": min(psnrs), "target_s": 1.5}
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"Machine: {report['machine']['cores']} cores, {report['machine']['cpu']}, "
              f"Python {report['machine']['python']}", ""]
@@ -518,6 +581,28 @@ def markdown(report: dict[str, Any]) -> str:
 
         lines += ["### WebUI under load (real server on 127.0.0.1, simulated users)", "",
                   load_table(report["webui_load"]), ""]
+    if report.get("phone_album"):
+        a = report["phone_album"]
+        if "note" in a:
+            lines += [f"Phone album: not measured ({a['note']})", ""]
+        else:
+            lines += ["### Phone app engine, album fusion (Chromium, Pixel 7 profile, "
+                      f"1350 px pairs, {a['pairs']} pairs)", "",
+                      "| stage | ms (median) |", "|---|---:|"]
+            lines += [f"| {k} | {v:.1f} |" for k, v in a["stages_ms"].items()]
+            lines += ["", "| | seconds |", "|---|---:|",
+                      f"| engine load (LiteRT.js + U-Net, Face Mesh graphs) | "
+                      f"{a['engine_load_s']:.2f} |",
+                      f"| first fusion (Face Mesh's landmark model warms up) | "
+                      f"{a['first_fusion_s']:.2f} |",
+                      f"| album fusion per pair, median (max) | {a['phone_pair_s']:.2f} "
+                      f"({a['phone_pair_s_max']:.2f}) |",
+                      f"| Python pipeline, same pairs, same run | {a['python_pair_s']:.2f} |",
+                      f"| phone / Python | {a['phone_pair_s'] / a['python_pair_s']:.1f}x |",
+                      "", f"Face-region PSNR against the Python result: median "
+                      f"{a['face_psnr_vs_python_db']:.1f} dB, min "
+                      f"{a['face_psnr_vs_python_db_min']:.1f} dB. Target: album fusion <= "
+                      f"{a['target_s']} s.", ""]
     return "\n".join(lines)
 
 

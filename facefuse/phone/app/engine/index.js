@@ -1,0 +1,235 @@
+// The facefuse engine for the browser: the JS API the phone app (and any web page) calls.
+// Mirrors facefuse/pipeline.py stage by stage; everything runs on this device, nothing is
+// uploaded. Parameters, index sets and constants come from ../contract.json (written by
+// facefuse/phone/contract.py).
+import {alignFace} from './align.js';
+import {BackendError, FaceFuseError, ImageError, NoFaceError, ParameterError} from './errors.js';
+import {resizeOutput} from './finish.js';
+import {fuseFace, roundInPlace, Timings} from './fuseface.js';
+import {loadImage} from './image.js';
+import {detectFaces as meshFaces, loadMesh} from './landmarks.js';
+import {LIVE_CROP, LiveView} from './live.js';
+import {validateParams as validate} from './params.js';
+import {resizeArea} from './raster.js';
+import {loadRefiner} from './refine.js';
+
+export {BackendError, FaceFuseError, ImageError, NoFaceError, ParameterError};
+
+export const STAGES = ['load', 'analyse', 'align', 'geometry', 'texture', 'refine', 'paste', 'finish'];
+const APP_BASE = new URL('../', import.meta.url);
+const PREVIEW_SIDE = 640; // the preview fuses downscaled copies on the 320 crop path
+const PREVIEW_CROP = 320;
+
+let engine = null; // {contract, mesh, refiner}; one per page, loaded once
+let loading = null;
+const analysed = new WeakMap(); // source object -> {rgb, faces: Map(key -> faces)}
+
+/** The contract (parameters, presets, index sets), as the app builds its controls from. */
+export let CONTRACT = null;
+/** Named presets ('desktop', 'mobile') with the Python side's values. */
+export let PRESETS = {};
+
+let contractLoading = null;
+
+/** contract.json alone (parameters, presets): what validation and the app's controls need,
+ * without loading any model. */
+export function loadContract() {
+  if (!contractLoading) {
+    contractLoading = (async () => {
+      const response = await fetch(new URL('contract.json', APP_BASE));
+      if (!response.ok) throw new BackendError(`could not load contract.json (${response.status})`);
+      const contract = await response.json();
+      CONTRACT = contract;
+      PRESETS = contract.presets;
+      return contract;
+    })();
+    contractLoading.catch(() => { contractLoading = null; });
+  }
+  return contractLoading;
+}
+
+/** Load the models (Face Mesh, the U-Net) once; later calls return the same engine.
+ * options.refiner = false skips loading the U-Net (fusion then needs refine: false). */
+export function loadEngine(options = {}) {
+  if (!loading) {
+    loading = (async () => {
+      const contract = await loadContract();
+      // One after the other: both runtimes are Emscripten builds that pass their set-up
+      // through the same globals while they load.
+      const refiner = options.refiner === false ? null : await loadRefiner(APP_BASE, contract);
+      const mesh = await loadMesh(APP_BASE);
+      // Build the default threshold's face finder now and run both graphs once on a blank
+      // frame, so their detector's set-up is paid here, not by the first photo. (The
+      // landmark model itself only runs, and warms up, on the first face it is given.)
+      const finder = await mesh.finder(contract.params.find((q) => q.name === 'det_threshold').default);
+      const blank = document.createElement('canvas');
+      blank.width = 128; blank.height = 128; blank.getContext('2d').fillRect(0, 0, 128, 128);
+      await finder.run(blank); await mesh.crop.run(blank);
+      engine = {contract, mesh, refiner};
+      return engine;
+    })();
+    loading.catch(() => { loading = null; });
+  }
+  return loading;
+}
+
+/** The complete parameter object for `params` (defaults, a named `preset`, then the given
+ * values), or a ParameterError with the Python side's message. Loads no model. */
+export async function validateParams(params) {
+  return validate(params, await loadContract());
+}
+
+function pickFace(faces, index, name, detThreshold) {
+  if (!faces.length) {
+    throw new NoFaceError(`no face found in the ${name}: use a photo with a clearly visible face, or lower --det-threshold (now ${detThreshold})`);
+  }
+  if (index >= faces.length) {
+    throw new NoFaceError(`the ${name} has ${faces.length} face(s); face ${index} does not exist (faces are numbered from 0, largest first)`);
+  }
+  return faces[index];
+}
+
+async function decoded(source, name, contract) {
+  if (source !== null && typeof source === 'object' && analysed.has(source)) return analysed.get(source);
+  const entry = {rgb: await loadImage(source, name, contract), faces: new Map(), small: null};
+  if (source !== null && typeof source === 'object') analysed.set(source, entry);
+  return entry;
+}
+
+async function facesOf(entry, rgb, detThreshold, contract, thorough) {
+  const key = `${rgb.w}x${rgb.h}@${detThreshold}`;
+  const known = entry.faces.get(key);
+  if (known && (known.thorough || !thorough)) return known.faces;
+  const faces = await meshFaces(engine.mesh, rgb, detThreshold, contract, thorough);
+  entry.faces.set(key, {faces, thorough});
+  return faces;
+}
+
+function publicFace(face, index) {
+  return {index, box: face.box.map((v) => Math.round(v * 10) / 10), score: face.score};
+}
+
+function asImageData(rgb) {
+  const rgba = new Uint8ClampedArray(rgb.w * rgb.h * 4);
+  for (let i = 0; i < rgb.w * rgb.h; i++) {
+    rgba[4 * i] = rgb.data[3 * i]; rgba[4 * i + 1] = rgb.data[3 * i + 1]; rgba[4 * i + 2] = rgb.data[3 * i + 2]; rgba[4 * i + 3] = 255;
+  }
+  return typeof ImageData !== 'undefined' ? new ImageData(rgba, rgb.w, rgb.h) : {width: rgb.w, height: rgb.h, data: rgba};
+}
+
+function downscaled(entry, side) {
+  const rgb = entry.rgb;
+  const f = side / Math.max(rgb.w, rgb.h);
+  if (f >= 1) return rgb;
+  if (entry.small && entry.small.side === side) return entry.small.rgb; // slider moves reuse it
+  const small = resizeArea(rgb, Math.max(1, Math.round(rgb.w * f)), Math.max(1, Math.round(rgb.h * f)));
+  const out = {w: small.w, h: small.h, c: 3, data: Uint8ClampedArray.from(small.data, (v) => Math.round(v))};
+  entry.small = {side, rgb: out};
+  return out;
+}
+
+async function run(source, template, params, previewSide) {
+  const timings = new Timings();
+  await timings.stage('load', () => loadEngine());
+  const {contract} = engine;
+  const p = validate(params, contract);
+  const srcEntry = await timings.stage('load', () => decoded(source, 'source', contract));
+  const tplEntry = await timings.stage('load', () => decoded(template, 'template', contract));
+  let srcRgb = srcEntry.rgb; let tplRgb = tplEntry.rgb;
+  if (previewSide) { srcRgb = downscaled(srcEntry, previewSide); tplRgb = downscaled(tplEntry, previewSide); }
+  const srcFace = await timings.stage('analyse', async () => pickFace(
+      await facesOf(srcEntry, srcRgb, p.det_threshold, contract, p.source_face !== 0), p.source_face, 'source', p.det_threshold));
+  const aligned = await timings.stage('align', () => {
+    const a = alignFace(srcRgb, srcFace, p.crop_size, contract); roundInPlace(a.crop); return a;
+  });
+  const tplFaces = await timings.stage('analyse', () => facesOf(tplEntry, tplRgb, p.det_threshold, contract, p.template_face !== 0));
+  let targets;
+  if (p.template_face === 'all') {
+    pickFace(tplFaces, 0, 'template', p.det_threshold); targets = tplFaces;
+  } else {
+    targets = [pickFace(tplFaces, p.template_face, 'template', p.det_threshold)];
+  }
+  let out = tplRgb;
+  for (const face of targets) out = await fuseFace(engine, {face: srcFace, aligned}, out, face, p, timings);
+  out = await timings.stage('finish', () => resizeOutput(out, p.resolution));
+  const faces = targets.map((f) => publicFace(f, tplFaces.indexOf(f)));
+  const ms = Object.fromEntries(STAGES.filter((s) => s in timings.ms).map((s) => [s, Math.round(timings.ms[s] * 10) / 10]));
+  ms.total = Math.round(Object.values(timings.ms).reduce((a, b) => a + b, 0) * 10) / 10;
+  return {image: asImageData(out), faces, timings: ms, params: p};
+}
+
+/** Fuse the source face into the template: {image (ImageData), faces, timings (ms per
+ * stage, as `facefuse fuse --timings`), params (the validated values)}. */
+export function fuse(source, template, params = {}) {
+  return run(source, template, params, 0);
+}
+
+/** Fast preview: downscaled copies (640 px long side) on the 320 crop path. */
+export function preview(source, template, params = {}) {
+  return run(source, template, {...params, crop_size: PREVIEW_CROP}, PREVIEW_SIDE);
+}
+
+/** The faces of `image`, largest first, numbered from 0 (for the face picker). */
+export async function detectFaces(image, params = {}) {
+  await loadEngine();
+  const {contract} = engine;
+  const p = validate(params, contract);
+  const entry = await decoded(image, 'template', contract);
+  const faces = await facesOf(entry, entry.rgb, p.det_threshold, contract, true);
+  return faces.map(publicFace);
+}
+
+/** A Blob of a result image (PNG by default, or 'image/jpeg' with quality 0..1). */
+export async function toBlob(image, type = 'image/png', quality = 0.95) {
+  const canvas = new OffscreenCanvas(image.width, image.height);
+  const data = image instanceof ImageData ? image : new ImageData(image.data, image.width, image.height);
+  canvas.getContext('2d').putImageData(data, 0, 0);
+  return canvas.convertToBlob({type, quality});
+}
+
+// ---------------------------------------------------------------- live (issue #16)
+let liveView = null;
+
+/** Open the front camera (or `options.stream`) and fuse `source` into every frame on the
+ * 320 crop path, drawn onto `options.canvas` (or a new canvas). Returns {canvas, video}. */
+export async function startLive(source, params = {}, options = {}) {
+  await loadEngine();
+  const {contract} = engine;
+  stopLive();
+  const p = validate({...params, crop_size: LIVE_CROP, smoothing: 0, poisson: false,
+    resolution: 'original', template_face: 0}, contract);
+  const entry = await decoded(source, 'source', contract);
+  const face = pickFace(await facesOf(entry, entry.rgb, p.det_threshold, contract, p.source_face !== 0),
+      p.source_face, 'source', p.det_threshold);
+  const aligned = alignFace(entry.rgb, face, LIVE_CROP, contract);
+  roundInPlace(aligned.crop);
+  let stream = options.stream;
+  if (!stream) {
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({audio: false,
+        video: {facingMode: 'user', width: {ideal: 640}, height: {ideal: 480}}});
+    } catch (err) {
+      throw new BackendError(`the camera could not be opened: ${err.message || err}`);
+    }
+  }
+  const canvas = options.canvas || document.createElement('canvas');
+  liveView = new LiveView(engine, {face, aligned}, p, stream, canvas);
+  await liveView.start();
+  return {canvas, video: liveView.video};
+}
+
+/** Stop the live view and release the camera. */
+export function stopLive() {
+  if (liveView) { liveView.stop(); liveView = null; }
+}
+
+/** The live view's figures since the last call (see LiveView.stats), or null. */
+export function stats() {
+  return liveView ? liveView.stats() : null;
+}
+
+/** The last live frame before and after fusion ({input, output}: {w, h, data} RGB, and the
+ * tracked face's box), for tests and the shutter; null before the first frame. */
+export function lastLiveFrame() {
+  return liveView && liveView.last ? liveView.last : null;
+}

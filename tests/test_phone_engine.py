@@ -1,0 +1,263 @@
+"""The phone app's engine (facefuse/phone/app/engine) in Chromium with a phone profile:
+the same fusion as `facefuse fuse` (face-region PSNR), the same typed errors, the same
+parameters, one source of truth (contract.json), and no request leaving the page's origin."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from facefuse.cli import main
+from facefuse.errors import ImageError, NoFaceError
+from facefuse.imageio import load_image
+from facefuse.params import FusionParams, preset
+from facefuse.phone import contract
+from facefuse.quality.phone_browser import chromium_path, engine_page, serve_app
+from facefuse.stages.mesh_topology import FACE_OVAL_LOOP
+
+needs_browser = pytest.mark.skipif(chromium_path() is None,
+                                   reason="Debian's chromium is not installed")
+# What the page gets: bytes -> a Blob, as a file picker gives it.
+FUSE_JS = """async ([source, template, params]) => {
+  const blob = (b64) => new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))]);
+  try {
+    const r = await window.facefuse.fuse(blob(source), blob(template), params);
+    const png = await window.facefuse.toBlob(r.image);
+    const bytes = new Uint8Array(await png.arrayBuffer());
+    let text = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    }
+    return {png: btoa(text), faces: r.faces, timings: r.timings, params: r.params};
+  } catch (err) {
+    return {error: err.name, message: err.message, exitCode: err.exitCode,
+            isFaceFuseError: err instanceof window.facefuse.FaceFuseError};
+  }
+}"""
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def face_psnr(a: np.ndarray, b: np.ndarray, landmarks: np.ndarray) -> float:
+    """PSNR inside the face oval (from the Python side's landmarks of the template)."""
+    mask = np.zeros(a.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(landmarks[list(FACE_OVAL_LOOP), :2]).astype(np.int32)], 1)
+    diff = (a.astype(np.float64) - b.astype(np.float64))[mask > 0]
+    return float(10 * np.log10(255.0 ** 2 / max(np.mean(diff ** 2), 1e-12)))
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory, astronaut):
+    """One Chromium for the module (Playwright's sync API allows one at a time), with a fake
+    camera that films the astronaut (a .y4m made as the desktop bench makes its clip)."""
+    from facefuse.runners.live import make_face_video, video_to_y4m
+
+    if chromium_path() is None:
+        pytest.skip("Debian's chromium is not installed")
+    folder = tmp_path_factory.mktemp("camera")
+    clip = video_to_y4m(make_face_video(astronaut, folder / "face.mp4", frames=40),
+                        folder / "face.y4m")
+    flags = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+             f"--use-file-for-fake-video-capture={clip}")
+    with serve_app() as base, engine_page(base, flags=flags, camera=True) as pg:
+        outside: list[str] = []
+        pg.on("request", lambda r: outside.append(r.url)
+              if not r.url.startswith((base, "data:", "blob:")) else None)
+        pg.outside = outside
+        yield pg
+
+
+def in_page(page, source: bytes, template: bytes, **params) -> dict:
+    result = page.evaluate(FUSE_JS, [b64(source), b64(template), params])
+    if "png" in result:
+        result["image"] = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["png"]))
+                                                ).convert("RGB"))
+    return result
+
+
+def test_contract_json_is_what_python_says():
+    """One source of truth: the committed JSON is exactly what facefuse/phone/contract.py
+    writes now (run `python -m facefuse.phone.contract` after changing FusionParams)."""
+    assert contract.CONTRACT_PATH.read_text(encoding="utf-8") == contract.render()
+    data = json.loads(contract.render())
+    names = [p["name"] for p in data["params"]]
+    assert names == list(FusionParams().to_dict())
+    ratio = data["params"][names.index("ratio")]
+    assert (ratio["min"], ratio["max"], ratio["default"]) == (0.0, 1.0, 0.5)
+    assert "融合比例" in ratio["label"] and "Fusion ratio" in ratio["label"]
+    assert data["presets"]["mobile"]["ratio"] == 0.45
+    assert len(data["mesh"]["FACE_OVAL_LOOP"]) == 36
+
+
+@needs_browser
+def test_astronaut_fuses_like_python_and_leaves_the_rest(page, engine, astronaut,
+                                                         astronaut_template):
+    source, template = png_bytes(astronaut), png_bytes(astronaut_template)
+    js = in_page(page, source, template)  # the defaults: ratio 0.5
+    assert "error" not in js, js
+    py = engine.fuse(astronaut, astronaut_template)
+    face = py.template_faces[0]
+    assert js["image"].shape == astronaut_template.shape
+    # (At ratio 1 and shape 1 this small face, 43 px between the eyes, measures ~30 dB: the
+    # two Face Mesh builds differ by a third of a pixel, which shows at every feature edge.)
+    assert face_psnr(js["image"], py.image, face.landmarks) >= 30.0
+    jx0, _, jx1, _ = js["faces"][0]["box"]  # the same face was picked
+    x0, y0, x1, y1 = face.box
+    assert abs((jx0 + jx1) / 2 - (x0 + x1) / 2) < 0.15 * face.width
+    assert set(js["timings"]) >= {"load", "analyse", "align", "geometry", "texture",
+                                  "refine", "paste", "finish", "total"}
+    full = in_page(page, source, template, ratio=1.0, shape_ratio=1.0)["image"]
+    w, h = x1 - x0, y1 - y0
+    far = np.ones(astronaut_template.shape[:2], bool)
+    far[max(0, int(y0 - 0.6 * h)):int(y1 + 0.6 * h),
+        max(0, int(x0 - 0.6 * w)):int(x1 + 0.6 * w)] = False
+    assert np.array_equal(full[far], astronaut_template[far])
+    changed = np.abs(full.astype(int) - astronaut_template).max(axis=2) > 8
+    assert changed.sum() > 2000
+
+
+@needs_browser
+@pytest.mark.parametrize("ratio", [0.5, 1.0])
+def test_parity_with_facefuse_fuse_on_a_london_pair(page, engine, london, tmp_path, ratio):
+    source, template = london / "neutral" / "001_03.jpg", london / "smiling" / "002_08.jpg"
+    out = tmp_path / "py.png"
+    assert main(["fuse", str(source), str(template), "-o", str(out),
+                 "--ratio", str(ratio)]) == 0
+    py = load_image(out)
+    js = in_page(page, source.read_bytes(), template.read_bytes(), ratio=ratio)
+    assert "error" not in js, js
+    face = engine.analyzer.detect(load_image(template))[0]
+    psnr = face_psnr(js["image"], py, face.landmarks)
+    assert psnr >= 30.0, f"face-region PSNR {psnr:.1f} dB against facefuse fuse"
+    # and the fusion did something: the face is far from the template's own
+    assert face_psnr(js["image"], load_image(template), face.landmarks) < psnr - 3
+
+
+@needs_browser
+def test_ratio_zero_returns_the_template(page, astronaut, astronaut_template):
+    js = in_page(page, png_bytes(astronaut), png_bytes(astronaut_template), ratio=0.0,
+                 smoothing=0.0)
+    assert "error" not in js, js
+    assert np.array_equal(js["image"], astronaut_template)
+
+
+@needs_browser
+def test_bad_inputs_give_the_python_sides_typed_errors(page, astronaut, astronaut_template):
+    from skimage import data
+
+    good = png_bytes(astronaut)
+    jpeg = io.BytesIO()
+    Image.fromarray(astronaut_template).save(jpeg, format="JPEG", quality=95)
+    cases = {
+        "text": b"not a photo",
+        "truncated": jpeg.getvalue()[: len(jpeg.getvalue()) // 3],
+        "tiny": png_bytes(astronaut[:40, :40]),
+        "noface": png_bytes(np.ascontiguousarray(data.coffee())),
+    }
+    for case, template in cases.items():
+        js = in_page(page, good, template)
+        try:
+            if case == "noface":
+                from facefuse import fuse as py_fuse
+
+                py_fuse(good, template)
+            else:
+                load_image(template, name="template")
+            raise AssertionError(f"Python accepted {case}")
+        except (ImageError, NoFaceError) as exc:
+            expected = exc
+        assert js.get("error") == type(expected).__name__, (case, js)
+        assert js["exitCode"] == expected.exit_code and js["isFaceFuseError"]
+        if case == "truncated":  # Pillow's own words follow the colon
+            assert js["message"].split(":")[0] == str(expected).split(":")[0]
+        else:
+            assert js["message"] == str(expected), case
+
+
+@needs_browser
+def test_bad_parameters_are_refused_with_python_messages(page, astronaut):
+    good = png_bytes(astronaut)
+    for params in ({"ratio": 1.5}, {"mode": "fancy"}, {"template_face": -1},
+                   {"refine": "yes"}, {"colour": 1}):
+        js = in_page(page, good, good, **params)
+        try:
+            FusionParams().with_overrides(**params)
+            raise AssertionError(f"Python accepted {params}")
+        except ValueError as exc:
+            expected = str(exc)
+        assert js.get("error") == "ParameterError" and js["exitCode"] == 2, js
+        assert js["message"] == expected
+    mobile = page.evaluate("window.facefuse.validateParams({preset: 'mobile', ratio: 0.6})")
+    assert mobile == preset("mobile", ratio=0.6).to_dict()
+
+
+@needs_browser
+def test_faces_are_numbered_largest_first_and_nothing_leaves_the_origin(page, engine,
+                                                                        astronaut):
+    group = np.concatenate([astronaut, cv2.resize(astronaut, (256, 256))[:, :, :]
+                            .repeat(2, axis=0)[:512]], axis=1)
+    faces = page.evaluate("""async (b) => window.facefuse.detectFaces(
+        new Blob([Uint8Array.from(atob(b), (c) => c.charCodeAt(0))]), {})""",
+                          b64(png_bytes(np.ascontiguousarray(group))))
+    py = engine.analyzer.detect(group)
+    assert len(faces) == len(py) >= 2
+    areas = [(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]) for f in faces]
+    assert areas == sorted(areas, reverse=True) and [f["index"] for f in faces] == [0, 1]
+    for js_face, py_face in zip(faces, py, strict=True):
+        cx = (js_face["box"][0] + js_face["box"][2]) / 2
+        assert abs(cx - (py_face.box[0] + py_face.box[2]) / 2) < 0.15 * py_face.width
+    assert page.outside == []
+
+
+@needs_browser
+def test_live_view_fuses_the_camera_face_and_keeps_the_background(page, astronaut_template):
+    """Issue #16's engine side: startLive on Chromium's fake camera (a clip of the astronaut)
+    with another face as the source gives fused frames; stats() counts them."""
+    page.evaluate("""async (b) => {
+        const blob = new Blob([Uint8Array.from(atob(b), (c) => c.charCodeAt(0))]);
+        await window.facefuse.startLive(blob, {ratio: 1.0});
+    }""", b64(png_bytes(astronaut_template)))
+    try:
+        frame = page.evaluate("""async () => {
+            const end = performance.now() + 240000;
+            while (performance.now() < end) {  // the first frame with a face, read in one go
+                const f = window.facefuse.lastLiveFrame();
+                if (f && f.box) {
+                    return {input: Array.from(f.input.data), output: Array.from(f.output.data),
+                            w: f.input.w, h: f.input.h, box: f.box,
+                            stats: window.facefuse.stats()};
+                }
+                await new Promise((resolve) => setTimeout(resolve, 100));
+            }
+            return null;
+        }""")
+    finally:
+        page.evaluate("window.facefuse.stopLive()")
+    assert frame is not None, "no live frame with a tracked face within 240 s"
+    shape = (frame["h"], frame["w"], 3)
+    before = np.asarray(frame["input"], np.uint8).reshape(shape).astype(int)
+    after = np.asarray(frame["output"], np.uint8).reshape(shape).astype(int)
+    x0, y0, x1, y1 = (max(0, int(v)) for v in frame["box"])  # the face may leave the frame
+    assert np.abs(after - before)[y0:y1, x0:x1].mean() > 3  # the face changed
+    w, h = x1 - x0, y1 - y0
+    far = np.ones(shape[:2], bool)
+    far[max(0, y0 - h):y1 + h, max(0, x0 - w):x1 + w] = False
+    assert far.mean() > 0.3
+    assert np.array_equal(after[far], before[far])  # the background did not
+    stats = frame["stats"]
+    assert stats["faces_tracked"] >= 1 and stats["frame_ms_p50"] > 0
+    assert set(stats["stages_ms"]) >= {"analyse", "geometry", "texture", "refine", "paste"}
