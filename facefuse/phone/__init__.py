@@ -1,0 +1,1 @@
+"""The on-device web app: its static files, its contract with Python, its HTTPS server."""
