@@ -11,6 +11,7 @@ for any site on the internet.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import ipaddress
 import os
@@ -29,7 +30,9 @@ from ..errors import BackendError
 CA_DAYS = 3650
 SERVER_DAYS = 397  # below the 398/825-day ceilings Apple and Chrome put on server certificates
 LOCAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
-    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128"))
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+    "100.64.0.0/10",  # carrier-grade NAT space, which Tailscale-like VPNs use too
+    "::1/128"))
 LOCAL_NAMES = ("localhost",)
 
 
@@ -123,7 +126,8 @@ def ensure_authority(folder: Path | None = None) -> Authority:
 
 
 def lan_addresses() -> list[str]:
-    """This machine's private IPv4 addresses (what a phone on the same Wi-Fi can reach).
+    """This machine's private LAN IPv4 addresses (what a phone on the same Wi-Fi can reach,
+    and what our name-constrained CA may sign for).
 
     The UDP `connect` only asks the kernel for its route; it sends no packet."""
     found: list[str] = []
@@ -134,14 +138,11 @@ def lan_addresses() -> list[str]:
             candidates.append(probe.getsockname()[0])
         except OSError:
             pass
-    try:
+    with contextlib.suppress(OSError):
         candidates += [info[4][0] for info in socket.getaddrinfo(
             socket.gethostname(), None, socket.AF_INET)]
-    except OSError:
-        pass
     for text in candidates:
-        ip = ipaddress.ip_address(text)
-        if ip.is_private and not ip.is_loopback and not ip.is_link_local and text not in found:
+        if is_local(text) and not ipaddress.ip_address(text).is_loopback and text not in found:
             found.append(text)
     return found
 

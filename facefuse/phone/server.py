@@ -130,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
-    def do_GET(self, head: bool = False) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self, head: bool = False) -> None:  # http.server's method naming
         found = self.server.site.lookup(self.path)
         if found is None:
             self._send(404, b"not found\n", "text/plain; charset=utf-8", head=head)
@@ -138,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
             body, ctype = found
             self._send(200, body, ctype, head=head)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self.do_GET(head=True)
 
     def _refuse(self) -> None:
@@ -147,9 +147,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(405, b"method not allowed: this server only serves files\n",
                    "text/plain; charset=utf-8", {"Allow": "GET, HEAD", "Connection": "close"})
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _refuse  # noqa: N815
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _refuse
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002
+    def log_message(self, format: str, *args) -> None:
         """Quiet: the server keeps no log of who fetched what."""
 
 
