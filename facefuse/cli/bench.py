@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--batch", type=int, default=40, help="templates in the batch run")
     p.add_argument("--only", default=None,
-                   help="comma list of album,live,preview,refiner,phone (default: all)")
+                   help="comma list of album,live,preview,refiner,phone,phone-app-start "
+                   "(default: all but phone-app-start, which needs Chromium)")
     p.add_argument("--models", default=None, help="an export folder (facefuse export -o) for "
                    "the phone table; default: the shipped models")
     p.add_argument("--sizes", default="512,320", help="sizes of the phone table")
@@ -49,6 +50,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         held_out = real_samples(data, 12, 512, seed=11, held_out=True)
         report["phone"] = bench.bench_phone(models, sizes, held_out) + \
             bench.coreml_rows(models, sizes)
+    if "phone-app-start" in parts:
+        report["phone_app_start"] = bench.bench_phone_app_start()
     if "refiner" in parts:
         report["refiner"] = bench.bench_refiner(["ort-fp32", "ort-int8"], [320, 512])
     if "preview" in parts:

@@ -249,7 +249,9 @@ async function loadEngineModule() {
 async function start() {
   const started = performance.now();
   const offline = registerOffline();
-  const contract = await (await fetch('contract.json')).json();
+  const response = await fetch('contract.json');
+  if (!response.ok) throw new Error(`contract.json: HTTP ${response.status}`);
+  const contract = await response.json();
   state.specs = readSpecs(contract);
   state.presets = readPresets(contract);
   const presetSelect = $('preset');
@@ -267,6 +269,7 @@ async function start() {
   $('save').addEventListener('click', saveResult);
   $('share').addEventListener('click', shareResult);
   document.documentElement.dataset.ready = 'shell';
+  performance.mark('facefuse-shell');  // controls usable (facefuse bench --only phone-app-start)
   setStatus('正在加载引擎… / loading the engine…');
 
   const api = await loadEngineModule();
@@ -276,6 +279,7 @@ async function start() {
       await api.loadEngine();
       state.api = api;
       document.documentElement.dataset.ready = 'engine';
+      performance.mark('facefuse-engine');  // models loaded: the app can fuse
       setStatus('就绪 / ready');
     } catch (err) {
       showError(err);
