@@ -39,7 +39,9 @@ APP = server.APP_DIR
 ENGINE = APP / "engine" / "index.js"
 CONTRACT = APP / "contract.json"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+# WebGL on SwiftShader: Face Mesh draws its input through WebGL (as the engine's tests run).
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--use-angle=swiftshader",
+                  "--enable-unsafe-swiftshader", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync",
                   "--disable-default-apps", "--disable-extensions"]

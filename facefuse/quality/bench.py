@@ -221,7 +221,8 @@ def bench_phone_app_start(runs: int = 8) -> dict[str, Any]:
         site = server.make_server("127.0.0.1", 0, authority)
         site.start_background()
         url = f"https://localhost:{site.port}/"
-        flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        flags = ["--headless=new", "--no-sandbox", "--use-angle=swiftshader",
+                 "--enable-unsafe-swiftshader", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  f"--ignore-certificate-errors-spki-list={authority.spki_sha256}"]
         try:

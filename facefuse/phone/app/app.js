@@ -71,7 +71,7 @@ function faceBox(face) {
 
 function drawTemplate() {
   const photo = state.photos.template;
-  if (!photo) return;
+  if (!photo?.bitmap) return;
   const canvas = $('template-view');
   const scale = draw(canvas, photo.bitmap, THUMB_SIDE);
   const ctx = canvas.getContext('2d');
@@ -108,15 +108,20 @@ function renderFaceChips() {
   drawTemplate();
 }
 
+function noFaceMessage() {
+  return new Error('模板中没有找到人脸 / no face found in the template: use a photo with a ' +
+    `clearly visible face, or lower the detection threshold (now ${state.params.det_threshold})`);
+}
+
 async function detectTemplateFaces() {
   const photo = state.photos.template;
   if (!photo || !state.api) return;
   try {
-    state.faces = await state.api.detectFaces(photo.bitmap, state.params);
+    state.faces = await state.api.detectFaces(photo.file, state.params);
     const face = state.params.template_face;
     if (face !== 'all' && face >= state.faces.length) state.params.template_face = 0;
     state.setControl('template_face', state.params.template_face);
-    showError(null);
+    showError(state.faces.length ? null : noFaceMessage());
   } catch (err) {
     state.faces = [];
     showError(err);
@@ -125,29 +130,35 @@ async function detectTemplateFaces() {
   schedulePreview();
 }
 
+/** Why the engine refuses a photo (its typed error, in the Python side's words), or null. */
+async function engineReason(file) {
+  if (!state.api) return null;
+  try { await state.api.detectFaces(file, state.params); } catch (err) { return err; }
+  return null;
+}
+
 async function pickPhoto(role, file) {
   if (!file) return;
   showError(null);
-  let bitmap;
+  let bitmap = null;
   try {
-    if (state.api) {  // the engine's checks first: its typed errors carry Python's messages
-      const faces = await state.api.detectFaces(file, { ...state.params, template_face: 0 });
-      if (role === 'template') state.faces = faces;
-    }
     bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
-  } catch (err) {
-    state.photos[role] = null;
-    if (role === 'template') state.faces = [];
-    showError(err.name === 'InvalidStateError' ? new Error(`cannot read ${file.name}`) : err);
-    updateButtons();
-    renderFaceChips();
-    return;
+  } catch {
+    // not a picture this browser decodes; said below
   }
-  state.photos[role] = { file, bitmap };
-  if (role === 'source') draw($('source-view'), bitmap, THUMB_SIDE);
-  else { state.params.template_face = 0; state.setControl('template_face', 0); renderFaceChips(); }
+  state.photos[role] = bitmap ? { file, bitmap } : null;
+  if (role === 'template') {
+    state.faces = [];
+    state.params.template_face = 0;
+    state.setControl('template_face', 0);
+  } else if (bitmap) draw($('source-view'), bitmap, THUMB_SIDE);
+  if (!bitmap) {
+    showError((role === 'template' && await engineReason(file))
+      || new Error(`无法读取图片 / cannot read ${file.name}: not an image this browser decodes`));
+  } else if (role === 'template') await detectTemplateFaces();
+  else schedulePreview();
+  renderFaceChips();
   updateButtons();
-  schedulePreview();
 }
 
 function updateButtons() {
@@ -159,7 +170,7 @@ function schedulePreview() {
   if (!state.api || !source || !template) return;
   if (state.preview.busy) { state.preview.again = true; return; }
   state.preview.busy = true;
-  state.api.preview(source.bitmap, template.bitmap, { ...state.params })
+  state.api.preview(source.file, template.file, { ...state.params })
     .then((out) => { draw($('preview'), out.image); showError(null); })
     .catch(showError)
     .finally(() => {
@@ -175,7 +186,7 @@ async function fuseFull() {
   showError(null);
   setStatus('正在融合… / fusing…');
   try {
-    const out = await state.api.fuse(source.bitmap, template.bitmap, { ...state.params });
+    const out = await state.api.fuse(source.file, template.file, { ...state.params });
     draw($('result'), out.image);
     const times = Object.entries(out.timings ?? {})
       .map(([k, v]) => `${k} ${Number(v).toFixed(0)} ms`).join(' · ');
