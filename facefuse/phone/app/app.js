@@ -193,6 +193,7 @@ async function fuseFull() {
     $('timings').textContent = `${out.image.width}×${out.image.height}${times ? ` · ${times}` : ''}`;
     $('result-box').hidden = false;
     $('save-row').hidden = false;
+    $('result-box').scrollIntoView({ behavior: 'smooth', block: 'start' });
     $('share').hidden = !navigator.share;
     setStatus('完成 / done');
   } catch (err) {
