@@ -124,6 +124,31 @@ def _validate(f: dataclasses.Field, value: Any) -> None:
         raise ParameterError(f"{name} must be true or false, got {value!r}")
 
 
+# Bilingual labels (中文 / English) for every parameter, shared by the WebUI and the phone app
+# (contract.json); help text comes from the fields themselves.
+LABELS: dict[str, str] = {
+    "ratio": "融合比例 / Fusion ratio",
+    "shape_ratio": "脸型比例 / Shape ratio",
+    "mode": "融合模式 / Mode",
+    "resolution": "输出分辨率 / Output resolution",
+    "smoothing": "磨皮 / Skin smoothing",
+    "brightness": "亮度 / Brightness",
+    "contrast": "对比度 / Contrast",
+    "saturation": "饱和度 / Saturation",
+    "det_threshold": "检测阈值 / Detection threshold",
+    "source_face": "源人脸序号 / Source face",
+    "template_face": "模板人脸 / Template face",
+    "region_scale": "区域缩放 / Region scale",
+    "region_rotation": "区域旋转 / Region rotation (°)",
+    "region_offset_x": "区域水平偏移 / Region offset X",
+    "region_offset_y": "区域垂直偏移 / Region offset Y",
+    "refine": "U-Net 精修 / U-Net refine",
+    "backend": "推理后端 / Backend",
+    "poisson": "泊松融合 / Poisson blending",
+    "crop_size": "对齐尺寸 / Crop size",
+}
+
+
 def param_specs() -> list[dataclasses.Field]:
     """The field definitions (name, default, metadata) the CLI and WebUI build controls from."""
     return list(dataclasses.fields(FusionParams))

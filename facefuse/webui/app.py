@@ -22,33 +22,11 @@ import numpy as np
 from .. import __version__
 from ..errors import FaceFuseError
 from ..imageio import ImageLimits, load_image, save_image
-from ..params import PRESETS, FusionParams, param_specs
+from ..params import LABELS, PRESETS, FusionParams, param_specs
 from ..pipeline import FaceFuser, PreparedSource
 from ..runners.live import LiveFuser
 from ..stages.analysis import Face
 
-# Bilingual labels (中文 / English) for every parameter; help text comes from FusionParams.
-LABELS = {
-    "ratio": "融合比例 / Fusion ratio",
-    "shape_ratio": "脸型比例 / Shape ratio",
-    "mode": "融合模式 / Mode",
-    "resolution": "输出分辨率 / Output resolution",
-    "smoothing": "磨皮 / Skin smoothing",
-    "brightness": "亮度 / Brightness",
-    "contrast": "对比度 / Contrast",
-    "saturation": "饱和度 / Saturation",
-    "det_threshold": "检测阈值 / Detection threshold",
-    "source_face": "源人脸序号 / Source face",
-    "template_face": "模板人脸 / Template face",
-    "region_scale": "区域缩放 / Region scale",
-    "region_rotation": "区域旋转 / Region rotation (°)",
-    "region_offset_x": "区域水平偏移 / Region offset X",
-    "region_offset_y": "区域垂直偏移 / Region offset Y",
-    "refine": "U-Net 精修 / U-Net refine",
-    "backend": "推理后端 / Backend",
-    "poisson": "泊松融合 / Poisson blending",
-    "crop_size": "对齐尺寸 / Crop size",
-}
 PREVIEW_SIDE = 640  # the preview fuses downscaled copies on the 320 crop path
 PREVIEW_CROP = 320
 CACHE_ENTRIES = 8

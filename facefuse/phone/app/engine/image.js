@@ -1,0 +1,95 @@
+// Load: any image the browser gives us -> {w, h, c: 3, data: Uint8ClampedArray} RGB, with
+// the Python side's checks and messages (facefuse/imageio.py): not an image, corrupt or
+// truncated, too small, too large. Transparent pixels are composited on white.
+import {ImageError} from './errors.js';
+
+const SIGNATURES = [
+  ['jpeg', [0xff, 0xd8, 0xff]], ['png', [0x89, 0x50, 0x4e, 0x47]], ['bmp', [0x42, 0x4d]],
+  ['tiff', [0x49, 0x49, 0x2a, 0x00]], ['tiff', [0x4d, 0x4d, 0x00, 0x2a]], ['gif', [0x47, 0x49, 0x46]],
+];
+
+function sniff(bytes) {
+  for (const [kind, sig] of SIGNATURES) if (sig.every((b, i) => bytes[i] === b)) return kind;
+  const ascii = (a, b) => String.fromCharCode(...bytes.subarray(a, b));
+  if (ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'webp';
+  if (ascii(4, 8) === 'ftyp') return 'heif'; // AVIF/HEIC: the browser may read them
+  return null;
+}
+
+/** JPEG must end with its EOI marker and PNG with its IEND chunk; browsers otherwise show
+ * a truncated file with a grey tail instead of failing. */
+function truncation(kind, bytes) {
+  let end = bytes.length;
+  while (end > 2 && bytes[end - 1] === 0) end--;
+  if (kind === 'jpeg' && !(bytes[end - 2] === 0xff && bytes[end - 1] === 0xd9)) {
+    return 'image file is truncated (no end-of-image marker)';
+  }
+  if (kind === 'png') {
+    const tail = String.fromCharCode(...bytes.subarray(Math.max(0, bytes.length - 12)));
+    if (!tail.includes('IEND')) return 'image file is truncated (no IEND chunk)';
+  }
+  return null;
+}
+
+export function checkSize(width, height, name, contract) {
+  const {max_pixels: maxPixels, min_side: minSide} = contract.image;
+  if (width * height > maxPixels) {
+    throw new ImageError(`${name} is too large: ${width}x${height} = ${(width * height / 1e6).toFixed(1)} MP, the limit is ${Math.round(maxPixels / 1e6)} MP; resize it first`);
+  }
+  if (Math.min(width, height) < minSide) {
+    throw new ImageError(`${name} is too small: ${width}x${height}, each side must be at least ${minSide} px`);
+  }
+}
+
+function fromRgba(width, height, rgba) {
+  const data = new Uint8ClampedArray(width * height * 3);
+  for (let i = 0; i < width * height; i++) {
+    const a = rgba[4 * i + 3] / 255;
+    for (let k = 0; k < 3; k++) data[3 * i + k] = a === 1 ? rgba[4 * i + k] : rgba[4 * i + k] * a + 255 * (1 - a) + 0.5;
+  }
+  return {w: width, h: height, c: 3, data};
+}
+
+function pixelsOf(drawable, width, height) {
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  ctx.drawImage(drawable, 0, 0);
+  return ctx.getImageData(0, 0, width, height).data;
+}
+
+/** Decode `source` (Blob/File, ImageBitmap, HTMLImageElement, canvas, ImageData, or
+ * {width, height, data} RGBA) named `name` ("source", "template") in messages. */
+export async function loadImage(source, name, contract) {
+  if (source && source.data && source.width && source.height && !(source instanceof Blob)) {
+    const {width, height, data} = source;
+    if (data.length !== width * height * 4) {
+      throw new ImageError(`${name}: expected RGBA pixels (width x height x 4), got ${data.length} values for ${width}x${height}`);
+    }
+    checkSize(width, height, name, contract);
+    return fromRgba(width, height, data);
+  }
+  if (typeof Blob !== 'undefined' && source instanceof Blob) {
+    const bytes = new Uint8Array(await source.arrayBuffer());
+    const kind = sniff(bytes);
+    if (!kind) throw new ImageError(`${name} is not an image (or not a format facefuse reads: jpg, png, webp, bmp, tiff)`);
+    const cut = truncation(kind, bytes);
+    if (cut) throw new ImageError(`${name} is corrupt or truncated: ${cut}`);
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(source, {imageOrientation: 'from-image'});
+    } catch (err) {
+      throw new ImageError(`${name} could not be read: ${err.message || err}`);
+    }
+    checkSize(bitmap.width, bitmap.height, name, contract);
+    const img = fromRgba(bitmap.width, bitmap.height, pixelsOf(bitmap, bitmap.width, bitmap.height));
+    bitmap.close();
+    return img;
+  }
+  const width = source && (source.naturalWidth || source.videoWidth || source.width);
+  const height = source && (source.naturalHeight || source.videoHeight || source.height);
+  if (!width || !height) {
+    throw new ImageError(`${name}: cannot read an image from ${source === null ? 'null' : source?.constructor?.name || typeof source}`);
+  }
+  checkSize(width, height, name, contract);
+  return fromRgba(width, height, pixelsOf(source, width, height));
+}

@@ -1,0 +1,408 @@
+// Image operations over plain typed arrays, with OpenCV's semantics (pixel centres,
+// BORDER_REFLECT_101 for filters, bilinear taps) so the stages match the Python pipeline.
+// An image is {w, h, c, data}: data interleaved, Float32Array unless said otherwise.
+
+export function makeImage(w, h, c, Type = Float32Array) {
+  return {w, h, c, data: new Type(w * h * c)};
+}
+
+export function toFloat(img) {
+  return {w: img.w, h: img.h, c: img.c, data: Float32Array.from(img.data)};
+}
+
+const reflect101 = (i, n) => {
+  if (n === 1) return 0;
+  while (i < 0 || i >= n) i = i < 0 ? -i : 2 * n - 2 - i;
+  return i;
+};
+const clampIndex = (i, n) => (i < 0 ? 0 : i >= n ? n - 1 : i);
+
+/** Area-averaging resize (cv2.INTER_AREA) for shrinking; bilinear when enlarging. */
+export function resizeArea(img, nw, nh) {
+  if (nw >= img.w && nh >= img.h) return resizeLinear(img, nw, nh);
+  const {w, h, c, data} = img;
+  const sx = w / nw; const sy = h / nh;
+  // Horizontal pass into a float buffer, then vertical.
+  const tmp = new Float32Array(nw * h * c);
+  const xw = spans(w, nw, sx);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < nw; x++) {
+      const [taps, wts] = xw[x];
+      for (let k = 0; k < c; k++) {
+        let s = 0;
+        for (let t = 0; t < taps.length; t++) s += data[(y * w + taps[t]) * c + k] * wts[t];
+        tmp[(y * nw + x) * c + k] = s;
+      }
+    }
+  }
+  const out = makeImage(nw, nh, c);
+  const yw = spans(h, nh, sy);
+  for (let y = 0; y < nh; y++) {
+    const [taps, wts] = yw[y];
+    for (let x = 0; x < nw; x++) {
+      for (let k = 0; k < c; k++) {
+        let s = 0;
+        for (let t = 0; t < taps.length; t++) s += tmp[(taps[t] * nw + x) * c + k] * wts[t];
+        out.data[(y * nw + x) * c + k] = s;
+      }
+    }
+  }
+  return out;
+}
+
+function spans(n, nn, scale) {
+  const result = [];
+  for (let i = 0; i < nn; i++) {
+    const f0 = i * scale; const f1 = Math.min(n, f0 + scale);
+    const taps = []; const wts = [];
+    for (let j = Math.floor(f0); j < Math.ceil(f1 - 1e-9); j++) {
+      const cover = Math.min(f1, j + 1) - Math.max(f0, j);
+      if (cover > 1e-9) { taps.push(Math.min(j, n - 1)); wts.push(cover / (f1 - f0)); }
+    }
+    result.push([taps, wts]);
+  }
+  return result;
+}
+
+/** Bilinear resize with pixel-centre alignment (cv2.INTER_LINEAR). */
+export function resizeLinear(img, nw, nh) {
+  const {w, h, c, data} = img;
+  const out = makeImage(nw, nh, c);
+  const sx = w / nw; const sy = h / nh;
+  for (let y = 0; y < nh; y++) {
+    let fy = (y + 0.5) * sy - 0.5; let y0 = Math.floor(fy); let ay = fy - y0;
+    if (y0 < 0) { y0 = 0; ay = 0; }
+    if (y0 >= h - 1) { y0 = h - 1; ay = 0; }
+    const y1 = Math.min(y0 + 1, h - 1);
+    for (let x = 0; x < nw; x++) {
+      let fx = (x + 0.5) * sx - 0.5; let x0 = Math.floor(fx); let ax = fx - x0;
+      if (x0 < 0) { x0 = 0; ax = 0; }
+      if (x0 >= w - 1) { x0 = w - 1; ax = 0; }
+      const x1 = Math.min(x0 + 1, w - 1);
+      for (let k = 0; k < c; k++) {
+        const a = data[(y0 * w + x0) * c + k]; const b = data[(y0 * w + x1) * c + k];
+        const d = data[(y1 * w + x0) * c + k]; const e = data[(y1 * w + x1) * c + k];
+        out.data[(y * nw + x) * c + k] = (a * (1 - ax) + b * ax) * (1 - ay) +
+          (d * (1 - ax) + e * ax) * ay;
+      }
+    }
+  }
+  return out;
+}
+
+/** Sample `img` at (sx, sy) per output pixel, bilinear. `border`: 'replicate' or a number
+ * (constant; NaN marks pixels whose taps leave the image). Writes into out at index i. */
+function sampleInto(img, fx, fy, out, i, border) {
+  const {w, h, c, data} = img;
+  const x0 = Math.floor(fx); const y0 = Math.floor(fy);
+  const ax = fx - x0; const ay = fy - y0;
+  const w00 = (1 - ax) * (1 - ay); const w01 = ax * (1 - ay); const w10 = (1 - ax) * ay; const w11 = ax * ay;
+  if (x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h) { // every tap inside: the common case
+    const p = (y0 * w + x0) * c; const q = p + w * c;
+    for (let k = 0; k < c; k++) {
+      out[i * c + k] = data[p + k] * w00 + data[p + c + k] * w01 + data[q + k] * w10 + data[q + c + k] * w11;
+    }
+    return;
+  }
+  const replicate = border === 'replicate';
+  const taps = [[x0, y0, w00], [x0 + 1, y0, w01], [x0, y0 + 1, w10], [x0 + 1, y0 + 1, w11]];
+  for (let k = 0; k < c; k++) {
+    let v = 0;
+    for (const [xx, yy, wt] of taps) {
+      let p;
+      if (xx < 0 || yy < 0 || xx >= w || yy >= h) {
+        p = replicate ? data[(clampIndex(yy, h) * w + clampIndex(xx, w)) * c + k] : border;
+      } else {
+        p = data[(yy * w + xx) * c + k];
+      }
+      v += p * wt; // NaN borders spread, as OpenCV's do
+    }
+    out[i * c + k] = v;
+  }
+}
+
+/** cv2.warpAffine with WARP_INVERSE_MAP: `m` (2x3, rows) takes output pixels to input. */
+export function warpAffineInverse(img, m, w, h, border = 'replicate') {
+  const out = makeImage(w, h, img.c);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const fx = m[0][0] * x + m[0][1] * y + m[0][2];
+      const fy = m[1][0] * x + m[1][1] * y + m[1][2];
+      sampleInto(img, fx, fy, out.data, y * w + x, border);
+    }
+  }
+  return out;
+}
+
+/** cv2.remap, bilinear: output (x, y) samples img at (mapX, mapY). */
+export function remap(img, mapX, mapY, w, h, border = 'replicate') {
+  const out = makeImage(w, h, img.c);
+  for (let i = 0; i < w * h; i++) sampleInto(img, mapX[i], mapY[i], out.data, i, border);
+  return out;
+}
+
+/** Gaussian kernel as cv2.getGaussianKernel picks it for GaussianBlur((0, 0), sigma). */
+function gaussianKernel(sigma, eightBit) {
+  let n = Math.round(sigma * (eightBit ? 3 : 4) * 2 + 1) | 1;
+  n = Math.max(n, 1);
+  const k = new Float64Array(n); let s = 0;
+  for (let i = 0; i < n; i++) {
+    const x = i - (n - 1) / 2; k[i] = Math.exp(-(x * x) / (2 * sigma * sigma)); s += k[i];
+  }
+  for (let i = 0; i < n; i++) k[i] /= s;
+  return k;
+}
+
+/** cv2.GaussianBlur(img, (0, 0), sigma), BORDER_REFLECT_101. `eightBit`: the image is
+ * uint8 (OpenCV's kernel is then 3 sigma wide and the result is rounded). */
+export function gaussianBlur(img, sigma, eightBit = false) {
+  const {w, h, c} = img;
+  const k = gaussianKernel(sigma, eightBit); const r = (k.length - 1) / 2; const n = k.length;
+  const xi = new Int32Array((w + 2 * r)); const yi = new Int32Array((h + 2 * r));
+  for (let i = 0; i < w + 2 * r; i++) xi[i] = reflect101(i - r, w) * c;
+  for (let i = 0; i < h + 2 * r; i++) yi[i] = reflect101(i - r, h) * w * c;
+  const src = img.data; const tmp = new Float32Array(w * h * c);
+  for (let y = 0; y < h; y++) {
+    const row = y * w * c;
+    for (let x = 0; x < w; x++) {
+      for (let ch = 0; ch < c; ch++) {
+        let s = 0;
+        for (let t = 0; t < n; t++) s += src[row + xi[x + t] + ch] * k[t];
+        tmp[row + x * c + ch] = s;
+      }
+    }
+  }
+  const out = makeImage(w, h, c); const o = out.data;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      for (let ch = 0; ch < c; ch++) {
+        let s = 0; const col = x * c + ch;
+        for (let t = 0; t < n; t++) s += tmp[yi[y + t] + col] * k[t];
+        o[y * w * c + col] = eightBit ? Math.min(255, Math.max(0, Math.round(s))) : s;
+      }
+    }
+  }
+  return out;
+}
+
+/** Offsets of cv2.getStructuringElement(MORPH_ELLIPSE, (n, n)). */
+function ellipseOffsets(n) {
+  const r = Math.floor(n / 2); const c = r; const inv = r ? 1 / (r * r) : 0;
+  const offs = [];
+  for (let i = 0; i < n; i++) {
+    const dy = i - r;
+    if (Math.abs(dy) > r) continue;
+    const dx = Math.round(c * Math.sqrt((r * r - dy * dy) * inv));
+    for (let j = Math.max(c - dx, 0); j < Math.min(c + dx + 1, n); j++) offs.push([j - c, dy]);
+  }
+  return offs;
+}
+
+/** cv2.erode / cv2.dilate of a single-channel mask with an elliptic n x n kernel. */
+export function morph(mask, n, dilate) {
+  const {w, h} = mask;
+  const offs = ellipseOffsets(n);
+  const rows = new Map(); // dy -> [lowest dx, highest dx]: every ellipse row is one run
+  for (const [dx, dy] of offs) {
+    const e = rows.get(dy) || [Infinity, -Infinity];
+    rows.set(dy, [Math.min(e[0], dx), Math.max(e[1], dx)]);
+  }
+  const dys = Int32Array.from(rows.keys()); const los = Int32Array.from(dys, (d) => rows.get(d)[0]);
+  const his = Int32Array.from(dys, (d) => rows.get(d)[1]);
+  const out = makeImage(w, h, 1, mask.data.constructor);
+  // Only pixels near a non-zero one can be non-zero afterwards: work inside that box.
+  const box = maskBox(mask, (v) => v !== 0, Math.ceil(n / 2) + 1);
+  if (!box) return out;
+  const src = mask.data;
+  for (let y = box.y0; y < box.y1; y++) {
+    for (let x = box.x0; x < box.x1; x++) {
+      let v = dilate ? -Infinity : Infinity;
+      for (let r = 0; r < dys.length; r++) {
+        const yy = y + dys[r];
+        if (yy < 0 || yy >= h) continue; // outside counts as neutral (OpenCV's default)
+        const row = yy * w; const lo = Math.max(0, x + los[r]); const hi = Math.min(w - 1, x + his[r]);
+        if (dilate) { for (let xx = lo; xx <= hi; xx++) if (src[row + xx] > v) v = src[row + xx]; } else {
+          for (let xx = lo; xx <= hi; xx++) if (src[row + xx] < v) v = src[row + xx];
+        }
+      }
+      out.data[y * w + x] = v;
+    }
+  }
+  return out;
+}
+
+/** Fill a polygon into a single-channel mask. `aa`: anti-aliased edges (4x4 samples a
+ * pixel), as cv2.fillPoly(..., lineType=LINE_AA) softens them. */
+export function fillPolygon(mask, pts, value, aa = false) {
+  const {w, h} = mask;
+  let ymin = Infinity; let ymax = -Infinity;
+  for (const [, y] of pts) { ymin = Math.min(ymin, y); ymax = Math.max(ymax, y); }
+  const sub = aa ? 4 : 1;
+  const y0 = Math.max(0, Math.floor(ymin) - 1); const y1 = Math.min(h - 1, Math.ceil(ymax) + 1);
+  const cover = new Float32Array(w);
+  for (let y = y0; y <= y1; y++) {
+    cover.fill(0);
+    for (let s = 0; s < sub; s++) {
+      const sy = aa ? y - 0.5 + (s + 0.5) / sub : y;
+      const xs = [];
+      for (let i = 0; i < pts.length; i++) {
+        const [ax, ay] = pts[i]; const [bx, by] = pts[(i + 1) % pts.length];
+        if ((ay > sy) !== (by > sy)) xs.push(ax + (sy - ay) * (bx - ax) / (by - ay));
+      }
+      xs.sort((a, b) => a - b);
+      for (let i = 0; i + 1 < xs.length; i += 2) {
+        if (aa) {
+          for (let q = 0; q < sub; q++) {
+            const off = -0.5 + (q + 0.5) / sub;
+            const lo = Math.max(0, Math.ceil(xs[i] - off)); const hi = Math.min(w - 1, Math.floor(xs[i + 1] - off));
+            for (let x = lo; x <= hi; x++) cover[x] += 1 / (sub * sub);
+          }
+        } else {
+          const lo = Math.max(0, Math.ceil(xs[i] - 0.5)); const hi = Math.min(w - 1, Math.floor(xs[i + 1] + 0.5));
+          for (let x = lo; x <= hi; x++) cover[x] = 1;
+        }
+      }
+    }
+    for (let x = 0; x < w; x++) {
+      if (cover[x] > 0) {
+        const i = y * w + x;
+        mask.data[i] = Math.max(mask.data[i], Math.round(value * Math.min(1, cover[x])));
+      }
+    }
+  }
+}
+
+/** Convex hull (monotone chain) of [x, y] points. */
+export function convexHull(points) {
+  const p = points.map((q) => [q[0], q[1]]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const cross = (o, a, b) => (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+  const lower = []; const upper = [];
+  for (const q of p) {
+    while (lower.length >= 2 && cross(lower.at(-2), lower.at(-1), q) <= 0) lower.pop();
+    lower.push(q);
+  }
+  for (const q of p.slice().reverse()) {
+    while (upper.length >= 2 && cross(upper.at(-2), upper.at(-1), q) <= 0) upper.pop();
+    upper.push(q);
+  }
+  return lower.slice(0, -1).concat(upper.slice(0, -1));
+}
+
+// ---- colour: cv2.COLOR_RGB2LAB / LAB2RGB on float 0..1 RGB (sRGB gamma, D65) ----
+const gammaIn = (v) => (v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4));
+const gammaOut = (v) => (v <= 0.0031308 ? 12.92 * v : 1.055 * Math.pow(v, 1 / 2.4) - 0.055);
+const XN = 0.950456; const ZN = 1.088754;
+
+/** RGB (0..255 floats, 3 channels) to LAB (L 0..100). */
+export function rgbToLab(img, scale = 1 / 255) {
+  const out = makeImage(img.w, img.h, 3);
+  const d = img.data; const o = out.data;
+  for (let i = 0; i < img.w * img.h; i++) {
+    const r = gammaIn(Math.min(1, Math.max(0, d[3 * i] * scale)));
+    const g = gammaIn(Math.min(1, Math.max(0, d[3 * i + 1] * scale)));
+    const b = gammaIn(Math.min(1, Math.max(0, d[3 * i + 2] * scale)));
+    const x = (0.412453 * r + 0.357580 * g + 0.180423 * b) / XN;
+    const y = 0.212671 * r + 0.715160 * g + 0.072169 * b;
+    const z = (0.019334 * r + 0.119193 * g + 0.950227 * b) / ZN;
+    const f = (t) => (t > 0.008856 ? Math.cbrt(t) : 7.787 * t + 16 / 116);
+    const fx = f(x); const fy = f(y); const fz = f(z);
+    o[3 * i] = y > 0.008856 ? 116 * fy - 16 : 903.3 * y;
+    o[3 * i + 1] = 500 * (fx - fy);
+    o[3 * i + 2] = 200 * (fy - fz);
+  }
+  return out;
+}
+
+/** LAB to RGB 0..255 floats (not clipped; callers clip as the Python side does). */
+export function labToRgb(img) {
+  const out = makeImage(img.w, img.h, 3);
+  const d = img.data; const o = out.data;
+  for (let i = 0; i < img.w * img.h; i++) {
+    const L = d[3 * i]; const A = d[3 * i + 1]; const B = d[3 * i + 2];
+    let y; let fy;
+    if (L <= 8) { y = L / 903.3; fy = 7.787 * y + 16 / 116; } else { fy = (L + 16) / 116; y = fy * fy * fy; }
+    const fx = A / 500 + fy; const fz = fy - B / 200;
+    const inv = (t) => (t > 0.206893 ? t * t * t : (t - 16 / 116) / 7.787);
+    const x = inv(fx) * XN; const z = inv(fz) * ZN;
+    const r = 3.240479 * x - 1.53715 * y - 0.498535 * z;
+    const g = -0.969256 * x + 1.875991 * y + 0.041556 * z;
+    const b = 0.055648 * x - 0.204043 * y + 1.057311 * z;
+    o[3 * i] = gammaOut(Math.min(1, Math.max(0, r))) * 255;
+    o[3 * i + 1] = gammaOut(Math.min(1, Math.max(0, g))) * 255;
+    o[3 * i + 2] = gammaOut(Math.min(1, Math.max(0, b))) * 255;
+  }
+  return out;
+}
+
+/** cv2.bilateralFilter on a float 3-channel image (L1 colour distance, circular window). */
+export function bilateral(img, d, sigmaColor, sigmaSpace) {
+  const {w, h, c, data} = img;
+  const r = Math.floor(d / 2);
+  const gc = -0.5 / (sigmaColor * sigmaColor); const gs = -0.5 / (sigmaSpace * sigmaSpace);
+  const dxs = []; const dys = []; const wss = [];
+  for (let i = -r; i <= r; i++) {
+    for (let j = -r; j <= r; j++) {
+      const rr = Math.sqrt(i * i + j * j);
+      if (rr <= r) { dxs.push(j); dys.push(i); wss.push(Math.exp(rr * rr * gs)); }
+    }
+  }
+  // Colour weight by L1 distance, tabulated at 1/16 steps up to 3 x 255.
+  const lut = new Float32Array(3 * 255 * 16 + 2);
+  for (let i = 0; i < lut.length; i++) lut[i] = Math.exp((i / 16) * (i / 16) * gc);
+  const xi = new Int32Array(w + 2 * r); const yi = new Int32Array(h + 2 * r);
+  for (let i = 0; i < w + 2 * r; i++) xi[i] = reflect101(i - r, w) * c;
+  for (let i = 0; i < h + 2 * r; i++) yi[i] = reflect101(i - r, h) * w * c;
+  const out = makeImage(w, h, c);
+  const m = dxs.length;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const p = (y * w + x) * c;
+      const p0 = data[p]; const p1 = data[p + 1]; const p2 = data[p + 2];
+      let sw = 0; let s0 = 0; let s1 = 0; let s2 = 0;
+      for (let t = 0; t < m; t++) {
+        const q = yi[y + r + dys[t]] + xi[x + r + dxs[t]];
+        const q0 = data[q]; const q1 = data[q + 1]; const q2 = data[q + 2];
+        const dist = Math.abs(q0 - p0) + Math.abs(q1 - p1) + Math.abs(q2 - p2);
+        const fi = Math.min(dist * 16, lut.length - 2); const i0 = fi | 0;
+        const wc = lut[i0] + (lut[i0 + 1] - lut[i0]) * (fi - i0);
+        const wt = wss[t] * wc;
+        sw += wt; s0 += wt * q0; s1 += wt * q1; s2 += wt * q2;
+      }
+      out.data[p] = s0 / sw; out.data[p + 1] = s1 / sw; out.data[p + 2] = s2 / sw;
+    }
+  }
+  return out;
+}
+
+/** Rows y0..y1 and columns x0..x1 (exclusive ends) around pixels where test(v) holds,
+ * grown by pad (texture.mask_box); null when none. */
+export function maskBox(mask, test, pad) {
+  let x0 = Infinity; let y0 = Infinity; let x1 = -1; let y1 = -1;
+  for (let y = 0; y < mask.h; y++) {
+    for (let x = 0; x < mask.w; x++) {
+      if (test(mask.data[y * mask.w + x])) {
+        if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
+      }
+    }
+  }
+  if (x1 < 0) return null;
+  return {x0: Math.max(0, x0 - pad), y0: Math.max(0, y0 - pad),
+    x1: Math.min(mask.w, x1 + 1 + pad), y1: Math.min(mask.h, y1 + 1 + pad)};
+}
+
+export function cropBox(img, b) {
+  const w = b.x1 - b.x0; const h = b.y1 - b.y0;
+  const out = makeImage(w, h, img.c, img.data.constructor);
+  for (let y = 0; y < h; y++) {
+    const src = ((b.y0 + y) * img.w + b.x0) * img.c;
+    out.data.set(img.data.subarray(src, src + w * img.c), y * w * img.c);
+  }
+  return out;
+}
+
+export function pasteBox(img, part, b) {
+  for (let y = 0; y < part.h; y++) {
+    img.data.set(part.data.subarray(y * part.w * part.c, (y + 1) * part.w * part.c),
+        ((b.y0 + y) * img.w + b.x0) * img.c);
+  }
+}

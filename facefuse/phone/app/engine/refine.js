@@ -1,0 +1,80 @@
+// Refine: our U-Net (facefuse/models, the FP32 LiteRT file `facefuse export` writes) on
+// LiteRT.js's CPU (XNNPACK in WebAssembly), with manifest.json's pre/post-processing.
+// The file takes one fixed size; the crop is refined at half its side and the change
+// upsampled, as stages/refine.py does.
+import {loadAndCompile, loadLiteRt, Tensor} from '../vendor/litert/index.js';
+import {BackendError} from './errors.js';
+import {resizeArea, resizeLinear} from './raster.js';
+
+export async function loadRefiner(base, contract) {
+  let model;
+  try {
+    await loadLiteRt(new URL('vendor/litert/litert_wasm_compat_internal.js', base).href);
+    model = await loadAndCompile(new URL(contract.refiner.url, base).href, {accelerator: 'wasm'});
+  } catch (err) {
+    throw new BackendError(`could not load the U-Net model ${contract.refiner.url}: ${err.message || err}`);
+  }
+  const side = model.getInputDetails().find((d) => d.name === 'image').shape.at(-1);
+  return {model, fixedSide: side, contract};
+}
+
+/** refine_side(): half the crop, a multiple of 32 (256 for 512, 160 for 320). */
+export function refineSide(cropSize, contract) {
+  const m = contract.constants.size_multiple;
+  return Math.max(m, Math.floor((cropSize * contract.constants.refine_side) / 512 / m) * m);
+}
+
+function padIndex(i, n) { // numpy 'reflect' (no edge repeat)
+  while (i >= n) i = 2 * n - 2 - i;
+  return Math.max(i, 0);
+}
+
+async function runFixed(refiner, image, mask, template) {
+  const S = refiner.fixedSide; const {w, h} = image;
+  const plane = S * S;
+  const x = new Float32Array(3 * plane); const t = new Float32Array(3 * plane); const m = new Float32Array(plane);
+  for (let yy = 0; yy < S; yy++) {
+    for (let xx = 0; xx < S; xx++) {
+      const sy = padIndex(yy, h); const sx = padIndex(xx, w); const i = sy * w + sx; const o = yy * S + xx;
+      for (let k = 0; k < 3; k++) {
+        x[k * plane + o] = Math.min(255, Math.max(0, image.data[3 * i + k])) / 255;
+        t[k * plane + o] = Math.min(255, Math.max(0, template.data[3 * i + k])) / 255;
+      }
+      m[o] = yy < h && xx < w ? Math.min(1, Math.max(0, mask.data[i])) : 0;
+    }
+  }
+  const inputs = {image: new Tensor(x, [1, 3, S, S]), mask: new Tensor(m, [1, 1, S, S]),
+    template: new Tensor(t, [1, 3, S, S])};
+  let outputs;
+  try {
+    outputs = await refiner.model.run(inputs);
+  } finally {
+    for (const tensor of Object.values(inputs)) tensor.delete();
+  }
+  const result = outputs.refined || Object.values(outputs)[0];
+  const y = result.toTypedArray();
+  for (const tensor of Object.values(outputs)) tensor.delete();
+  const out = {w, h, c: 3, data: new Float32Array(w * h * 3)};
+  for (let yy = 0; yy < h; yy++) {
+    for (let xx = 0; xx < w; xx++) {
+      for (let k = 0; k < 3; k++) out.data[(yy * w + xx) * 3 + k] = Math.min(255, Math.max(0, y[k * plane + yy * S + xx] * 255));
+    }
+  }
+  return out;
+}
+
+/** Refined crop (float 0..255) from the composite, its face mask and the template crop. */
+export async function refine(refiner, image, mask, template, workSide) {
+  workSide = Math.min(workSide || refiner.fixedSide, refiner.fixedSide);
+  const {w, h} = image;
+  if (Math.max(w, h) <= workSide) return runFixed(refiner, image, mask, template);
+  const f = workSide / Math.max(w, h); const m = refiner.contract.constants.size_multiple;
+  const sw = Math.max(m, Math.round(w * f)); const sh = Math.max(m, Math.round(h * f));
+  const small = [image, mask, template].map((a) => resizeArea(a, sw, sh));
+  const refined = await runFixed(refiner, small[0], small[1], small[2]);
+  for (let i = 0; i < refined.data.length; i++) refined.data[i] -= small[0].data[i];
+  const change = resizeLinear(refined, w, h);
+  const out = {w, h, c: 3, data: new Float32Array(w * h * 3)};
+  for (let i = 0; i < out.data.length; i++) out.data[i] = Math.min(255, Math.max(0, image.data[i] + change.data[i]));
+  return out;
+}
