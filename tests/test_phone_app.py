@@ -259,6 +259,36 @@ def test_build_writes_a_complete_bundle(tmp_path):
     assert [p.name for p in foreign.iterdir()] == ["mine.txt"]
 
 
+def test_build_installs_offline_from_a_plain_static_host(tmp_path, phone):
+    """The --build bundle served by a generic static server (no facefuse, no CA: loopback
+    HTTP is a secure context) registers its service worker and reloads offline."""
+    import functools
+    import http.server
+    import threading
+
+    server.build_bundle(tmp_path / "site")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(tmp_path / "site"))
+    handler.log_message = lambda *a: None
+    host = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=host.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{host.server_address[1]}/"
+    try:
+        ctx = phone["new_context"]()
+        page = ctx.new_page()
+        page.goto(url)
+        state = wait_ready(page, offline=True)
+        ctx.set_offline(True)
+        page.reload()
+        assert wait_ready(page) == state
+        assert page.locator("#params details").count() > 0 or not CONTRACT.exists()
+        assert same_origin(ctx.seen, url) == []
+        ctx.close()
+    finally:
+        host.shutdown()
+        host.server_close()
+
+
 def test_cli_build(tmp_path):
     from facefuse.cli import main
 
@@ -351,6 +381,12 @@ def test_every_parameter_with_its_range_label_and_the_mobile_default(phone):
     mobile = {f.name: f.default for f in param_specs()} | PRESETS["mobile"]
     names = labels()
     assert page.eval_on_selector("#preset", "e => e.value") == "mobile"
+    page.select_option("#preset", "desktop")
+    kinds = {f.name: f.metadata["kind"] for f in param_specs()}
+    for name, value in PRESETS["desktop"].items():
+        if kinds[name] == "float":
+            assert float(page.eval_on_selector(f"#param-{name}", "e => e.value")) == value
+    page.select_option("#preset", "mobile")
     for f in param_specs():
         meta, sel = f.metadata, f"#param-{f.name}"
         assert page.locator(sel).count() == 1, f.name
@@ -486,8 +522,18 @@ def engine_page(phone):
 @NEEDS_ENGINE
 def test_album_flow_by_touch_then_save(engine_page, photo_files, astronaut_template):
     page = engine_page
+    assert page.evaluate("['fuse', 'preview', 'detectFaces', 'validateParams', 'loadEngine']"
+                         ".every(n => typeof window.facefuse[n] === 'function')")
     pick_photos(page, photo_files["source"], photo_files["template"])
     page.wait_for_function("() => document.getElementById('preview').width > 1", timeout=60_000)
+    # the preview follows a slider while it moves (input events, before any release)
+    page.wait_for_function("() => !window.facefuseApp.state.preview.busy", timeout=60_000)
+    before = page.evaluate("document.getElementById('preview').toDataURL()")
+    page.eval_on_selector("#param-ratio", """e => { e.value = 1;
+        e.dispatchEvent(new Event('input', {bubbles: true})); }""")
+    page.wait_for_function("""before => document.getElementById('preview').toDataURL() !== before
+        && !window.facefuseApp.state.preview.busy""", arg=before, timeout=60_000)
+    assert page.evaluate("window.facefuseApp.state.params.ratio") == 1
     image = fuse_in_page(page)
     assert image.shape == astronaut_template.shape
     changed = np.abs(image.astype(int) - astronaut_template).max(axis=2) > 8
