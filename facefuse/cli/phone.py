@@ -47,15 +47,20 @@ def cmd_phone(args: argparse.Namespace) -> int:
     authority = certs.ensure_authority()
     site = server.make_server(args.host, args.port, authority)
     port = site.port
+    loopback = args.host in ("127.0.0.1", "::1", "localhost")
     if args.host in ("0.0.0.0", "::"):
-        hosts = certs.lan_addresses() or ["localhost"]
+        hosts = certs.lan_addresses()
+        if not hosts:
+            print("note: no private LAN address (10.x, 172.16-31.x, 192.168.x) found on this "
+                  "machine; a phone cannot reach or trust it here", file=sys.stderr)
+            hosts = ["localhost"]
     else:
-        hosts = ["localhost" if args.host in ("127.0.0.1", "::1") else args.host]
+        hosts = ["localhost" if loopback else args.host]
     urls = [f"https://{h if ':' not in h else f'[{h}]'}:{port}/" for h in hosts]
     print(f"facefuse phone app: {urls[0]}")
     for extra in urls[1:]:
         print(f"                    {extra}")
-    if hosts == ["localhost"]:
+    if loopback:
         print("only this machine can reach it; for a phone on this Wi-Fi: --host 0.0.0.0")
     print(_qr(urls[0]), end="")
     print(f"first time on a phone: open {urls[0]}ca.html and install the certificate")
