@@ -170,6 +170,17 @@ def test_static_files_only_with_a_strict_policy(site, authority):
     assert status == 200 and headers["Content-Type"] == "text/javascript"
 
 
+def test_a_client_that_refuses_the_certificate_leaves_the_server_serving(site, authority,
+                                                                        capsys):
+    for _ in range(3):  # what every phone does before it trusts the CA
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(site["url"], context=ssl.create_default_context(), timeout=5)
+    with socket.create_connection(("127.0.0.1", site["server"].port)) as raw:
+        raw.sendall(b"GET / HTTP/1.1\r\n\r\n")  # plain HTTP on the TLS port
+    assert fetch(site["url"], authority)[0] == 200
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_precache_list_names_every_file(site, authority):
     _, _, body = fetch(site["url"] + server.PRECACHE_URL, authority)
     listing = json.loads(body.decode().split("=", 1)[1].strip().rstrip(";"))

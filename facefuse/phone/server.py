@@ -17,6 +17,7 @@ import mimetypes
 import shutil
 import socket
 import ssl
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -173,6 +174,14 @@ class PhoneServer(ThreadingHTTPServer):
         # The TLS handshake happens in each connection's own thread, on its first read.
         self.socket = tls.wrap_socket(self.socket, server_side=True,
                                       do_handshake_on_connect=False)
+
+    def handle_error(self, request, client_address) -> None:
+        """Clients that hang up or refuse the certificate (every phone does, before it trusts
+        the CA) are normal here: no traceback for them; anything else is reported."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError, ssl.SSLError)):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def port(self) -> int:

@@ -12,7 +12,16 @@ const THUMB_SIDE = 480;
 const state = {
   api: null, specs: [], presets: {}, params: {}, setControl: () => {},
   photos: { source: null, template: null }, faces: [], preview: { busy: false, again: false },
+  queue: Promise.resolve(),
 };
+
+/** Run engine calls one at a time: a fuse tapped while a preview runs waits for it (the
+ * landmark graphs take one image at a time). */
+function exclusive(task) {
+  const run = state.queue.then(task, task);
+  state.queue = run.catch(() => {});
+  return run;
+}
 
 function setStatus(text) { $('status').textContent = text; }
 
@@ -117,7 +126,7 @@ async function detectTemplateFaces() {
   const photo = state.photos.template;
   if (!photo || !state.api) return;
   try {
-    state.faces = await state.api.detectFaces(photo.file, state.params);
+    state.faces = await exclusive(() => state.api.detectFaces(photo.file, state.params));
     const face = state.params.template_face;
     if (face !== 'all' && face >= state.faces.length) state.params.template_face = 0;
     state.setControl('template_face', state.params.template_face);
@@ -133,7 +142,7 @@ async function detectTemplateFaces() {
 /** Why the engine refuses a photo (its typed error, in the Python side's words), or null. */
 async function engineReason(file) {
   if (!state.api) return null;
-  try { await state.api.detectFaces(file, state.params); } catch (err) { return err; }
+  try { await exclusive(() => state.api.detectFaces(file, state.params)); } catch (err) { return err; }
   return null;
 }
 
@@ -170,7 +179,8 @@ function schedulePreview() {
   if (!state.api || !source || !template) return;
   if (state.preview.busy) { state.preview.again = true; return; }
   state.preview.busy = true;
-  state.api.preview(source.file, template.file, { ...state.params })
+  const params = { ...state.params };
+  exclusive(() => state.api.preview(source.file, template.file, params))
     .then((out) => { draw($('preview'), out.image); showError(null); })
     .catch(showError)
     .finally(() => {
@@ -186,7 +196,8 @@ async function fuseFull() {
   showError(null);
   setStatus('正在融合… / fusing…');
   try {
-    const out = await state.api.fuse(source.file, template.file, { ...state.params });
+    const params = { ...state.params };
+    const out = await exclusive(() => state.api.fuse(source.file, template.file, params));
     draw($('result'), out.image);
     const times = Object.entries(out.timings ?? {})
       .map(([k, v]) => `${k} ${Number(v).toFixed(0)} ms`).join(' · ');
