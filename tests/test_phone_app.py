@@ -310,6 +310,17 @@ def test_cli_build(tmp_path):
     assert main(["phone", "--build", str(tmp_path / "x")]) == 2
 
 
+def test_a_taken_port_is_a_parameter_error(tmp_path, monkeypatch, capsys):
+    from facefuse.cli import main
+
+    monkeypatch.setenv("FACEFUSE_CONFIG_DIR", str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["phone", "--port", str(taken.getsockname()[1])]) == 2
+    assert "pick another --port" in capsys.readouterr().err
+
+
 def test_page_policy_matches_the_server():
     html = (APP / "index.html").read_text()
     meta = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
