@@ -153,7 +153,7 @@ def test_static_files_only_with_a_strict_policy(site, authority):
     url = site["url"]
     status, headers, _ = fetch(url, authority)
     assert headers["Content-Security-Policy"].startswith(server.CSP)
-    assert "connect-src 'self'" in headers["Content-Security-Policy"]
+    assert "connect-src 'self';" in headers["Content-Security-Policy"]
     assert "http" not in server.CSP.replace("https:", "")  # no other origin named at all
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert headers["X-Content-Type-Options"] == "nosniff"
@@ -345,8 +345,10 @@ def phone(site, authority):
 
         def new_context(**extra):
             ctx = browser.new_context(**profile, **extra)
-            ctx.seen = []
+            ctx.seen, ctx.violations = [], []
             ctx.on("request", lambda r: ctx.seen.append(r.url))
+            ctx.on("console", lambda m: "Content Security Policy" in m.text
+                   and ctx.violations.append(m.text))
             return ctx
 
         yield {"new_context": new_context, "url": site["url"]}
@@ -481,6 +483,7 @@ def offline_page(phone):
     page.reload()
     yield {"page": page, "online_state": state, "cached": cached, "context": ctx}
     assert same_origin(ctx.seen, phone["url"]) == []
+    assert ctx.violations == []
     ctx.close()
 
 
@@ -538,6 +541,7 @@ def engine_page(phone):
     assert wait_ready(page) == "engine"
     yield page
     assert same_origin(ctx.seen, phone["url"]) == []
+    assert ctx.violations == []  # the engine runs within the page's policy
     ctx.close()
 
 

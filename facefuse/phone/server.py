@@ -38,7 +38,7 @@ BUILD_MARKER = ".facefuse-phone-build"
 # run, and connect-src keeps every request on this origin. blob: serves results and worker
 # code made in the page.
 CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval' 'wasm-unsafe-eval'; "
-       "connect-src 'self' blob: data:; img-src 'self' blob: data:; "
+       "connect-src 'self'; img-src 'self' blob: data:; "
        "media-src 'self' blob:; worker-src 'self' blob:; style-src 'self'; "
        "object-src 'none'; base-uri 'self'; form-action 'none'")
 HEADERS = {
