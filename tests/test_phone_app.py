@@ -506,15 +506,18 @@ def pick_photos(page, source: Path, template: Path) -> None:
     page.wait_for_function("() => !document.getElementById('fuse').disabled", timeout=60_000)
 
 
+def canvas_pixels(page, canvas_id: str) -> np.ndarray:
+    import base64
+
+    url = page.evaluate(f"document.getElementById('{canvas_id}').toDataURL('image/png')")
+    png = base64.b64decode(url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
 def fuse_in_page(page) -> np.ndarray:
     page.tap("#fuse")
     page.wait_for_selector("#result-box:not([hidden])", timeout=120_000)
-    data = page.evaluate("""() => { const c = document.getElementById('result');
-        return [c.width, c.height, c.toDataURL('image/png')]; }""")
-    import base64
-
-    png = base64.b64decode(data[2].split(",", 1)[1])
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    return canvas_pixels(page, "result")
 
 
 @pytest.fixture(scope="module")
@@ -564,6 +567,11 @@ def test_album_flow_by_touch_then_save(engine_page, photo_files, astronaut_templ
     assert image.shape == astronaut_template.shape
     changed = np.abs(image.astype(int) - astronaut_template).max(axis=2) > 8
     assert 1000 < changed.sum() < 0.5 * changed.size  # the face changed, not the photo
+    page.dispatch_event("#result", "pointerdown")  # hold: the template as it was
+    held = canvas_pixels(page, "result")
+    assert np.abs(held.astype(int) - astronaut_template).mean() < 1
+    page.dispatch_event("#result", "pointerup")
+    assert np.array_equal(canvas_pixels(page, "result"), image)
     with page.expect_download() as info:
         page.tap("#save")
     saved = Path(info.value.path())

@@ -198,6 +198,7 @@ async function fuseFull() {
   try {
     const params = { ...state.params };
     const out = await exclusive(() => state.api.fuse(source.file, template.file, params));
+    state.result = out.image;
     draw($('result'), out.image);
     const times = Object.entries(out.timings ?? {})
       .map(([k, v]) => `${k} ${Number(v).toFixed(0)} ms`).join(' · ');
@@ -241,6 +242,21 @@ async function shareResult() {
       if (err.name !== 'AbortError') showError(err);
     }
   } else await saveResult();
+}
+
+/** Press and hold the result to see the template as it was (the WebUI's before/after). */
+function holdToCompare(canvas) {
+  const show = (before) => {
+    const template = state.photos.template?.bitmap;
+    if (!state.result || !template) return;
+    if (before) canvas.getContext('2d').drawImage(template, 0, 0, canvas.width, canvas.height);
+    else canvas.getContext('2d').putImageData(toImageData(state.result), 0, 0);
+  };
+  canvas.addEventListener('pointerdown', () => show(true));
+  for (const type of ['pointerup', 'pointerleave', 'pointercancel']) {
+    canvas.addEventListener(type, () => show(false));
+  }
+  canvas.addEventListener('contextmenu', (e) => e.preventDefault());  // no long-press menu
 }
 
 async function registerOffline() {
@@ -291,6 +307,7 @@ async function start() {
   $('fuse').addEventListener('click', fuseFull);
   $('save').addEventListener('click', saveResult);
   $('share').addEventListener('click', shareResult);
+  holdToCompare($('result'));
   document.documentElement.dataset.ready = 'shell';
   performance.mark('facefuse-shell');  // controls usable (facefuse bench --only phone-app-start)
   setStatus('正在加载引擎… / loading the engine…');
