@@ -14,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--batch", type=int, default=40, help="templates in the batch run")
     p.add_argument("--only", default=None,
-                   help="comma list of album,live,preview,refiner,phone,phone-app-start "
-                   "(default: all but phone-app-start, which needs Chromium)")
+                   help="comma list of album,live,preview,refiner,phone,phone-album,"
+                   "phone-app-start (default: all but phone-album and phone-app-start, which "
+                   "need Chromium)")
     p.add_argument("--models", default=None, help="an export folder (facefuse export -o) for "
                    "the phone table; default: the shipped models")
     p.add_argument("--sizes", default="512,320", help="sizes of the phone table")
