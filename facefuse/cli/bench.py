@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", default=None,
                    help="comma list of album,live,preview,refiner,phone (default: all), "
                    "or webui-load (the WebUI under many users), cluster (the batch on Ray, "
-                   "1 and 2 workers, vs local), phone-album (the phone app's engine in "
-                   "Chromium)")
+                   "1 and 2 workers, vs local), phone-album, phone-app-start (the phone app "
+                   "in Chromium)")
     p.add_argument("--models", default=None, help="an export folder (facefuse export -o) for "
                    "the phone table; default: the shipped models")
     p.add_argument("--sizes", default="512,320", help="sizes of the phone table")
@@ -54,6 +54,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         held_out = real_samples(data, 12, 512, seed=11, held_out=True)
         report["phone"] = bench.bench_phone(models, sizes, held_out) + \
             bench.coreml_rows(models, sizes)
+    if "phone-app-start" in parts:
+        report["phone_app_start"] = bench.bench_phone_app_start()
     if "refiner" in parts:
         report["refiner"] = bench.bench_refiner(["ort-fp32", "ort-int8"], [320, 512])
     if "preview" in parts:

@@ -5,6 +5,8 @@
   recipe) run on the same pairs in the same process;
 - live: frames per second of the camera path on a recorded face video (640x480);
 - preview: the WebUI's slider preview (downscaled copies, 320 crop);
+- phone-app-start: the phone app starting from its service worker's cache in Chromium with a
+  phone profile, against its first visit in the same run;
 - refiner: U-Net latency per backend and size;
 - cluster: the batch on a private Ray with 1 and 2 workers against the local batch;
 - phone: per backend x size, each in a fresh subprocess: file size, load time, warm latency
@@ -30,6 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..errors import BackendError
 from ..imageio import load_image
 from ..params import FusionParams
 
@@ -257,6 +260,71 @@ def bench_preview(source: np.ndarray, template: np.ndarray, runs: int = 15) -> d
             times.append((time.perf_counter() - start) * 1000)
     return {"preview_ms_p50": float(np.percentile(times, 50)),
             "preview_ms_p95": float(np.percentile(times, 95))}
+
+
+def bench_phone_app_start(runs: int = 8) -> dict[str, Any]:
+    """The phone app's start from the service worker's cache in Chromium (Pixel 7 profile, no
+    throttling, network cut), against its first visit over the network in the same run.
+
+    Times are the page's own marks from navigation start: `shell` (controls usable) and
+    `engine` (models loaded, ready to fuse; absent in a build without the engine)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from ..phone import certs, server
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise BackendError("phone-app-start needs Chromium (apt-get install chromium)")
+    marks = ("() => Object.fromEntries(['facefuse-shell', 'facefuse-engine'].map(n => "
+             "[n.slice(9), performance.getEntriesByName(n)[0]?.startTime ?? null]))")
+    ready = ("() => ['engine', 'no-engine'].includes(document.documentElement.dataset.ready)"
+             " || !!document.getElementById('error').textContent")
+    with tempfile.TemporaryDirectory() as tmp:
+        authority = certs.ensure_authority(Path(tmp))
+        site = server.make_server("127.0.0.1", 0, authority)
+        site.start_background()
+        url = f"https://localhost:{site.port}/"
+        flags = ["--headless=new", "--no-sandbox", "--use-angle=swiftshader",
+                 "--enable-unsafe-swiftshader", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 f"--ignore-certificate-errors-spki-list={authority.spki_sha256}"]
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=chromium, args=flags)
+                profile = {k: v for k, v in pw.devices["Pixel 7"].items()
+                           if k != "default_browser_type"}
+                context = browser.new_context(**profile)
+                page = context.new_page()
+                page.goto(url)
+                page.wait_for_function(ready, timeout=120_000)
+                first = page.evaluate(marks)
+                page.wait_for_function(
+                    "() => document.documentElement.dataset.offline === 'ready'",
+                    timeout=120_000)
+                page.close()
+                context.set_offline(True)
+                cached = []
+                for _ in range(runs):
+                    page = context.new_page()
+                    page.goto(url)
+                    page.wait_for_function(ready, timeout=120_000)
+                    cached.append(page.evaluate(marks))
+                    page.close()
+                browser.close()
+        finally:
+            site.shutdown()
+            site.server_close()
+    row: dict[str, Any] = {"runs": runs, "engine": first.get("engine") is not None}
+    for key in ("shell", "engine"):
+        values = [m[key] for m in cached if m.get(key) is not None]
+        if values and first.get(key) is not None:
+            row[f"{key}_first_visit_ms"] = first[key]
+            row[f"{key}_cached_ms_p50"] = float(np.percentile(values, 50))
+            row[f"{key}_cached_ms_max"] = float(max(values))
+            row[f"{key}_ratio_vs_first_visit"] = row[f"{key}_cached_ms_p50"] / first[key]
+    return row
 
 
 def bench_refiner(backends: list[str], sizes: list[int], runs: int = 30) -> list[dict]:
@@ -548,6 +616,19 @@ def markdown(report: dict[str, Any]) -> str:
                   f"p95 {p['preview_ms_p95']:.0f} ms (target < 150 ms)", ""]
     if "cluster" in report:
         lines += cluster_markdown(report["cluster"])
+    if "phone_app_start" in report:
+        p = report["phone_app_start"]
+        lines += ["### Phone app start (Chromium, Pixel 7 profile, no throttling)", "",
+                  "| ready point | first visit ms | from cache ms p50 | max | cache / first |",
+                  "|---|---:|---:|---:|---:|"]
+        for key, name in (("shell", "controls usable"), ("engine", "engine loaded")):
+            if f"{key}_cached_ms_p50" in p:
+                lines.append(f"| {name} | {p[f'{key}_first_visit_ms']:.0f} | "
+                             f"{p[f'{key}_cached_ms_p50']:.0f} | {p[f'{key}_cached_ms_max']:.0f}"
+                             f" | {p[f'{key}_ratio_vs_first_visit']:.2f} |")
+        if not p["engine"]:
+            lines.append("| engine loaded | (this build has no engine) | | | |")
+        lines += ["", f"Target: ready from cache <= 2000 ms ({p['runs']} cached starts).", ""]
     if report.get("refiner"):
         lines += ["### Refiner U-Net (ONNX Runtime)", "",
                   "| backend | size | file KB | load ms | p50 ms | p95 ms |",

@@ -1,0 +1,336 @@
+// The album page: pick two photos, choose the template's face, move the sliders (instant
+// preview), fuse, save or share. All computing is the engine's (./engine/index.js, the same
+// API the page exposes as window.facefuse); this file only wires the page to it.
+
+import { buildControls, readPresets, readSpecs } from './controls.js';
+import { taggedBlob } from './provenance.js';
+
+const $ = (id) => document.getElementById(id);
+const DEFAULT_PRESET = 'mobile';
+const THUMB_SIDE = 480;
+
+const state = {
+  api: null, specs: [], presets: {}, params: {}, setControl: () => {},
+  photos: { source: null, template: null }, faces: [], preview: { busy: false, again: false },
+  queue: Promise.resolve(),
+};
+
+/** Run engine calls one at a time: a fuse tapped while a preview runs waits for it (the
+ * landmark graphs take one image at a time). */
+function exclusive(task) {
+  const run = state.queue.then(task, task);
+  state.queue = run.catch(() => {});
+  return run;
+}
+
+function setStatus(text) { $('status').textContent = text; }
+
+function showError(err) {
+  const box = $('error');
+  if (!err) { box.hidden = true; box.textContent = ''; return; }
+  box.hidden = false;
+  box.textContent = `错误 / Error: ${err.message ?? err}`;
+  box.dataset.kind = err.name ?? 'Error';
+}
+
+function paramsFor(presetName) {
+  const values = Object.fromEntries(state.specs.map((s) => [s.name, s.default]));
+  return { ...values, ...(state.presets[presetName] ?? {}) };
+}
+
+function applyPreset(name) {
+  state.params = paramsFor(name);
+  if (state.faces.length === 0) state.params.template_face = 0;
+  for (const [key, value] of Object.entries(state.params)) state.setControl(key, value);
+  renderFaceChips();
+}
+
+function onParam(name, value, phase) {
+  state.params[name] = value;
+  if (name === 'template_face') renderFaceChips();
+  if (name === 'det_threshold' && phase === 'change') detectTemplateFaces();
+  else schedulePreview();
+}
+
+function toImageData(image) {
+  if (image instanceof ImageData) return image;
+  return new ImageData(new Uint8ClampedArray(image.data.buffer ?? image.data,
+    image.data.byteOffset ?? 0, image.width * image.height * 4), image.width, image.height);
+}
+
+function draw(canvas, source, maxSide = Infinity) {
+  const image = source instanceof ImageBitmap ? source : toImageData(source);
+  const scale = Math.min(1, maxSide / Math.max(image.width, image.height));
+  canvas.width = Math.round(image.width * scale);
+  canvas.height = Math.round(image.height * scale);
+  const ctx = canvas.getContext('2d');
+  if (image instanceof ImageData && scale === 1) ctx.putImageData(image, 0, 0);
+  else if (image instanceof ImageData) {
+    createImageBitmap(image).then((b) => ctx.drawImage(b, 0, 0, canvas.width, canvas.height));
+  } else ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
+  return scale;
+}
+
+function faceBox(face) {
+  const b = face.box ?? face;
+  if (Array.isArray(b)) return { x0: b[0], y0: b[1], x1: b[2], y1: b[3] };
+  if ('x0' in b) return b;
+  return { x0: b.x, y0: b.y, x1: b.x + b.width, y1: b.y + b.height };
+}
+
+function drawTemplate() {
+  const photo = state.photos.template;
+  if (!photo?.bitmap) return;
+  const canvas = $('template-view');
+  const scale = draw(canvas, photo.bitmap, THUMB_SIDE);
+  const ctx = canvas.getContext('2d');
+  ctx.lineWidth = Math.max(2, canvas.width / 160);
+  ctx.font = `bold ${Math.max(14, canvas.width / 14)}px system-ui, sans-serif`;
+  state.faces.forEach((face, i) => {
+    const { x0, y0, x1, y1 } = faceBox(face);
+    const chosen = state.params.template_face === 'all' || state.params.template_face === i;
+    ctx.strokeStyle = ctx.fillStyle = chosen ? '#22c55e' : '#e7e5e4';
+    ctx.strokeRect(x0 * scale, y0 * scale, (x1 - x0) * scale, (y1 - y0) * scale);
+    ctx.fillText(String(i), x0 * scale + 4, Math.max(16, y0 * scale - 4));
+  });
+}
+
+function renderFaceChips() {
+  const box = $('faces');
+  const choices = state.faces.length > 1 ? ['all', ...state.faces.keys()] : [...state.faces.keys()];
+  box.replaceChildren(...choices.map((choice) => {
+    const chip = document.createElement('button');
+    chip.type = 'button';
+    chip.setAttribute('role', 'radio');
+    chip.setAttribute('aria-checked', String(state.params.template_face === choice));
+    chip.dataset.face = String(choice);
+    chip.textContent = choice === 'all' ? '全部 / All' : `人脸 ${choice} / Face ${choice}`;
+    chip.addEventListener('click', () => {
+      state.params.template_face = choice;
+      state.setControl('template_face', choice);
+      renderFaceChips();
+      schedulePreview();
+    });
+    return chip;
+  }));
+  $('faces-section').hidden = state.faces.length === 0;
+  drawTemplate();
+}
+
+function noFaceMessage() {
+  return new Error('模板中没有找到人脸 / no face found in the template: use a photo with a ' +
+    `clearly visible face, or lower the detection threshold (now ${state.params.det_threshold})`);
+}
+
+async function detectTemplateFaces() {
+  const photo = state.photos.template;
+  if (!photo || !state.api) return;
+  try {
+    state.faces = await exclusive(() => state.api.detectFaces(photo.file, state.params));
+    const face = state.params.template_face;
+    if (face !== 'all' && face >= state.faces.length) state.params.template_face = 0;
+    state.setControl('template_face', state.params.template_face);
+    showError(state.faces.length ? null : noFaceMessage());
+  } catch (err) {
+    state.faces = [];
+    showError(err);
+  }
+  renderFaceChips();
+  schedulePreview();
+}
+
+/** Why the engine refuses a photo (its typed error, in the Python side's words), or null. */
+async function engineReason(file) {
+  if (!state.api) return null;
+  try { await exclusive(() => state.api.detectFaces(file, state.params)); } catch (err) { return err; }
+  return null;
+}
+
+async function pickPhoto(role, file) {
+  if (!file) return;
+  showError(null);
+  let bitmap = null;
+  try {
+    bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
+  } catch {
+    // not a picture this browser decodes; said below
+  }
+  state.photos[role] = bitmap ? { file, bitmap } : null;
+  if (role === 'template') {
+    state.faces = [];
+    state.params.template_face = 0;
+    state.setControl('template_face', 0);
+  } else if (bitmap) draw($('source-view'), bitmap, THUMB_SIDE);
+  if (!bitmap) {
+    showError((role === 'template' && await engineReason(file))
+      || new Error(`无法读取图片 / cannot read ${file.name}: not an image this browser decodes`));
+  } else if (role === 'template') await detectTemplateFaces();
+  else schedulePreview();
+  renderFaceChips();
+  updateButtons();
+}
+
+function updateButtons() {
+  $('fuse').disabled = !(state.api && state.photos.source && state.photos.template);
+}
+
+function schedulePreview() {
+  const { source, template } = state.photos;
+  if (!state.api || !source || !template) return;
+  if (state.preview.busy) { state.preview.again = true; return; }
+  state.preview.busy = true;
+  const params = { ...state.params };
+  exclusive(() => state.api.preview(source.file, template.file, params))
+    .then((out) => { draw($('preview'), out.image); showError(null); })
+    .catch(showError)
+    .finally(() => {
+      state.preview.busy = false;
+      if (state.preview.again) { state.preview.again = false; schedulePreview(); }
+    });
+}
+
+async function fuseFull() {
+  const { source, template } = state.photos;
+  const button = $('fuse');
+  button.disabled = true;
+  showError(null);
+  setStatus('正在融合… / fusing…');
+  try {
+    const params = { ...state.params };
+    const out = await exclusive(() => state.api.fuse(source.file, template.file, params));
+    state.result = out.image;
+    draw($('result'), out.image);
+    const times = Object.entries(out.timings ?? {})
+      .map(([k, v]) => `${k} ${Number(v).toFixed(0)} ms`).join(' · ');
+    $('timings').textContent = `${out.image.width}×${out.image.height}${times ? ` · ${times}` : ''}`;
+    $('result-box').hidden = false;
+    $('save-row').hidden = false;
+    $('result-box').scrollIntoView({ behavior: 'smooth', block: 'start' });
+    $('share').hidden = !navigator.share;
+    setStatus('完成 / done');
+  } catch (err) {
+    showError(err);
+    setStatus('未完成 / not done');
+  } finally {
+    updateButtons();
+  }
+}
+
+function resultName() {
+  const t = new Date();
+  const pad = (n) => String(n).padStart(2, '0');
+  return `facefuse-${t.getFullYear()}${pad(t.getMonth() + 1)}${pad(t.getDate())}-` +
+    `${pad(t.getHours())}${pad(t.getMinutes())}${pad(t.getSeconds())}.jpg`;
+}
+
+async function saveResult() {
+  const blob = await taggedBlob($('result'), 'image/jpeg', 0.95);
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(blob);
+  link.download = resultName();
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+}
+
+async function shareResult() {
+  const blob = await taggedBlob($('result'), 'image/jpeg', 0.95);
+  const file = new File([blob], resultName(), { type: 'image/jpeg' });
+  if (navigator.canShare?.({ files: [file] })) {
+    try { await navigator.share({ files: [file], title: 'facefuse' }); } catch (err) {
+      if (err.name !== 'AbortError') showError(err);
+    }
+  } else await saveResult();
+}
+
+/** Press and hold the result to see the template as it was (the WebUI's before/after). */
+function holdToCompare(canvas) {
+  const show = (before) => {
+    const template = state.photos.template?.bitmap;
+    if (!state.result || !template) return;
+    if (before) canvas.getContext('2d').drawImage(template, 0, 0, canvas.width, canvas.height);
+    else canvas.getContext('2d').putImageData(toImageData(state.result), 0, 0);
+  };
+  canvas.addEventListener('pointerdown', () => show(true));
+  for (const type of ['pointerup', 'pointerleave', 'pointercancel']) {
+    canvas.addEventListener(type, () => show(false));
+  }
+  canvas.addEventListener('contextmenu', (e) => e.preventDefault());  // no long-press menu
+}
+
+async function registerOffline() {
+  if (!('serviceWorker' in navigator)) {
+    document.documentElement.dataset.offline = 'unsupported';
+    return;
+  }
+  try {
+    const reg = await navigator.serviceWorker.register('sw.js');
+    await navigator.serviceWorker.ready;  // active = every file is in the cache
+    document.documentElement.dataset.offline = 'ready';
+    if (reg.waiting) setStatus('新版本已下载，重开生效 / update ready: reopen the app');
+  } catch (err) {
+    // Browsers refuse service workers on an untrusted certificate: see ca.html.
+    document.documentElement.dataset.offline = 'refused';
+    console.warn('offline use unavailable:', err.message);
+  }
+}
+
+async function loadEngineModule() {
+  try {
+    return await import('./engine/index.js');
+  } catch (err) {
+    console.warn('engine not loaded:', err.message);
+    return null;
+  }
+}
+
+async function start() {
+  window.facefuseApp = { state };  // the page's state, for tests and debugging
+  const offline = registerOffline();
+  const response = await fetch('contract.json');
+  if (!response.ok) throw new Error(`contract.json: HTTP ${response.status}`);
+  const contract = await response.json();
+  state.specs = readSpecs(contract);
+  state.presets = readPresets(contract);
+  const presetSelect = $('preset');
+  for (const name of Object.keys(state.presets)) presetSelect.add(new Option(name, name));
+  presetSelect.value = DEFAULT_PRESET;
+  presetSelect.addEventListener('change', () => { applyPreset(presetSelect.value); detectTemplateFaces(); });
+  state.params = paramsFor(DEFAULT_PRESET);
+  state.setControl = buildControls($('params'), state.specs, state.params, onParam);
+  for (const role of ['source', 'template']) {
+    for (const suffix of ['file', 'camera']) {
+      $(`${role}-${suffix}`).addEventListener('change', (e) => pickPhoto(role, e.target.files[0]));
+    }
+  }
+  $('fuse').addEventListener('click', fuseFull);
+  $('save').addEventListener('click', saveResult);
+  $('share').addEventListener('click', shareResult);
+  holdToCompare($('result'));
+  document.documentElement.dataset.ready = 'shell';
+  performance.mark('facefuse-shell');  // controls usable (facefuse bench --only phone-app-start)
+  setStatus('正在加载引擎… / loading the engine…');
+
+  const api = await loadEngineModule();
+  if (api) {
+    window.facefuse = api;
+    try {
+      await api.loadEngine();
+      state.api = api;
+      document.documentElement.dataset.ready = 'engine';
+      performance.mark('facefuse-engine');  // models loaded: the app can fuse
+      setStatus('就绪 / ready');
+    } catch (err) {
+      showError(err);
+      setStatus('引擎无法启动 / the engine could not start');
+    }
+  } else {
+    document.documentElement.dataset.ready = 'no-engine';
+    setStatus('此版本没有引擎 / this build has no engine');
+  }
+  updateButtons();
+  await offline;
+}
+
+start().catch((err) => { showError(err); setStatus('加载失败 / failed to load'); });
