@@ -49,6 +49,7 @@ def build_contract() -> dict[str, Any]:
             errors.FaceFuseError, errors.ParameterError, errors.ImageError,
             errors.NoFaceError, errors.BackendError)},
         "image": {"min_side": imageio.MIN_SIDE, "max_pixels": imageio.DEFAULT_MAX_PIXELS,
+                  "read_formats": imageio.READ_FORMATS,
                   "digital_source_type": imageio.DIGITAL_SOURCE_TYPE,
                   "provenance_text": imageio.PROVENANCE_TEXT},
         "landmarks": {

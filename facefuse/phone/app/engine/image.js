@@ -71,7 +71,7 @@ export async function loadImage(source, name, contract) {
   if (typeof Blob !== 'undefined' && source instanceof Blob) {
     const bytes = new Uint8Array(await source.arrayBuffer());
     const kind = sniff(bytes);
-    if (!kind) throw new ImageError(`${name} is not an image (or not a format facefuse reads: jpg, png, webp, bmp, tiff)`);
+    if (!kind) throw new ImageError(`${name} is not an image (or not a format facefuse reads: ${contract.image.read_formats})`);
     const cut = truncation(kind, bytes);
     if (cut) throw new ImageError(`${name} is corrupt or truncated: ${cut}`);
     let bitmap;
