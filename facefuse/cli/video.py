@@ -25,7 +25,7 @@ def seconds(text: str) -> float:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..runners.video import CODECS, PRESETS
+    from ..runners.video import CHUNK_FRAMES, CODECS, PRESETS
 
     p = sub.add_parser("video", help="fuse one source face into every frame of a video")
     p.add_argument("source", help="photo with the face to put in")
@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="no temporal smoothing of the face tracks (for comparison)")
     p.add_argument("--workers", type=int, default=0,
                    help="fusion threads (default: one per core, at most 4)")
+    p.add_argument("--chunk-frames", type=int, default=CHUNK_FRAMES, metavar="N",
+                   help=f"frames per resumable chunk (default {CHUNK_FRAMES})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_fusion_options(p)
     p.set_defaults(func=cmd_video)
@@ -62,7 +64,7 @@ def cmd_video(args: argparse.Namespace) -> int:
 
     params = params_from_args(args)
     options = VideoOptions(start=args.start, end=args.end, smooth=args.smooth,
-                           workers=args.workers,
+                           workers=args.workers, chunk_frames=args.chunk_frames,
                            encode=EncodeOptions(args.codec, args.crf, args.encoder_preset))
     output = Path(args.output)
     if args.preview_frame is not None:

@@ -86,9 +86,11 @@ def make_test_video(path: str | Path, neutral: np.ndarray, smiling: np.ndarray |
                     *, size: tuple[int, int] = (640, 360), frames: int = 90,
                     rotation: int = 90, vfr: bool = True, audio: bool = True,
                     cut: tuple[float, float] | None = (0.45, 0.55), noise: float = 2.0,
-                    mouth_cycles: float = 2.0, seed: int = 0) -> TestClip:
-    """Write the test clip (H.264 in MP4 with B-frames, AAC audio). `size` is the display
-    size; with a 90° `rotation` the file stores frames turned, as phones do."""
+                    mouth_cycles: float = 2.0, seed: int = 0, audio_codec: str = "aac"
+                    ) -> TestClip:
+    """Write the test clip (H.264 with B-frames; AAC audio, or `audio_codec` pcm_s16le in
+    .mkv/.mov). `size` is the display size; with a 90° `rotation` the file stores frames
+    turned, as phones do."""
     import av
 
     path = Path(path)
@@ -117,7 +119,7 @@ def make_test_video(path: str | Path, neutral: np.ndarray, smiling: np.ndarray |
             vs.set_display_rotation(rotation)
         aus = None
         if audio:
-            aus = out.add_stream("aac", rate=48000, layout="stereo")
+            aus = out.add_stream(audio_codec, rate=48000, layout="stereo")
         for i in range(frames):
             photo = levels[round(mouth[i] * (len(levels) - 1))]
             frame = _camera(photo, i / max(frames - 1, 1), (w, h), has_face[i])
@@ -138,8 +140,13 @@ def make_test_video(path: str | Path, neutral: np.ndarray, smiling: np.ndarray |
             tone = 0.2 * np.sin(2 * np.pi * (220 + 220 * tt / max(seconds, 1e-3)) * tt)
             stereo = np.stack([tone, 0.5 * tone]).astype(np.float32)
             for s in range(0, n, 1024):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(stereo[:, s:s + 1024]),
-                                                format="fltp", layout="stereo")
+                part = stereo[:, s:s + 1024]
+                if audio_codec == "aac":
+                    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(part), format="fltp",
+                                                    layout="stereo")
+                else:
+                    packed = (part.T.reshape(1, -1) * 32767).astype(np.int16)
+                    af = av.AudioFrame.from_ndarray(packed, format="s16", layout="stereo")
                 af.sample_rate, af.pts = 48000, s
                 for packet in aus.encode(af):
                     out.mux(packet)

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from ..errors import FaceFuseError, ImageError, NoFaceError, ParameterError
-from ..imageio import ImageSource, load_image
+from ..imageio import PROVENANCE_TEXT, ImageSource, load_image
 from ..params import FusionParams
 from ..pipeline import FaceFuser, PreparedSource, Timings
 from ..stages.analysis import Face, head_pose
@@ -108,6 +108,7 @@ class VideoOptions:
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     smooth: bool = True  # temporal smoothing of the landmark tracks
     workers: int = 0  # fusion threads (0: one per core)
+    chunk_frames: int = CHUNK_FRAMES  # frames per resumable chunk
 
     def __post_init__(self) -> None:
         for name in ("start", "end"):
@@ -118,6 +119,8 @@ class VideoOptions:
             raise ParameterError(f"--end ({self.end}) must be after --start ({self.start})")
         if self.workers < 0:
             raise ParameterError("workers must be 0 or more")
+        if self.chunk_frames < 1:
+            raise ParameterError("chunk_frames must be 1 or more")
 
 
 @dataclass
@@ -159,6 +162,10 @@ def open_video(path: str | os.PathLike, name: str = "template video"):
     if not container.streams.video:
         container.close()
         raise ImageError(f"{name} ({path.name}) has no video stream")
+    if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+        container.close()
+        raise ImageError(f"{name} ({path.name}) is a still image, not a video: use "
+                         "`facefuse fuse` for photos")
     stream = container.streams.video[0]
     if stream.codec_context is None or not stream.codec_context.is_decoder:
         codec = stream.codec_context.name if stream.codec_context else "unknown"
@@ -217,9 +224,16 @@ def decode_frames(path: str | os.PathLike, options: VideoOptions, *,
         container.close()
 
 
+def _exact():
+    """swscale with accurate rounding: without it YUV -> RGB -> YUV drifts by ~1 %."""
+    from av.video.reformatter import Interpolation
+
+    return Interpolation.BILINEAR | Interpolation.ACCURATE_RND
+
+
 def display_rgb(frame, rotation: int) -> np.ndarray:
     """The frame as the viewer sees it: RGB, turned by the display matrix's rotation."""
-    rgb = frame.to_ndarray(format="rgb24")
+    rgb = frame.to_ndarray(format="rgb24", interpolation=_exact())
     k = round(rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
@@ -378,7 +392,7 @@ def _chunk_path(work: Path, k: int) -> Path:
 
 
 def _encode_chunks(frames: Iterator[tuple[int, object]], track: Track, encode: EncodeOptions,
-                   work: Path, first_chunk: int, width: int, height: int,
+                   work: Path, chunk_frames: int, width: int, height: int,
                    progress: Progress | None, done_before: int) -> None:
     """Encode (pts, av.VideoFrame) into chunk files; a chunk is renamed into place whole."""
     import av
@@ -390,7 +404,7 @@ def _encode_chunks(frames: Iterator[tuple[int, object]], track: Track, encode: E
     try:
         for p, frame in frames:
             i = index[int(p)]
-            k = i // CHUNK_FRAMES
+            k = i // chunk_frames
             if k != chunk:
                 if container is not None:
                     _finish_chunk(container, stream, work, chunk)
@@ -429,7 +443,6 @@ def _fused_frames(engine: FaceFuser, source: PreparedSource, params: FusionParam
                   ) -> Iterator[tuple[int, object]]:
     """(pts, frame to encode): fused on worker threads, in order; a frame without a face
     is the decoded frame itself, untouched."""
-    import av
 
     def fuse_one(p: int, frame) -> tuple[int, object]:
         landmarks = faces.get(int(p))
@@ -441,7 +454,7 @@ def _fused_frames(engine: FaceFuser, source: PreparedSource, params: FusionParam
         with lock:
             for k, v in local.items():
                 timings[k] = timings.get(k, 0.0) + v
-        return p, av.VideoFrame.from_ndarray(stored_rgb(out, rotation), format="rgb24")
+        return p, changed_frame(frame, stored_rgb(rgb, rotation), stored_rgb(out, rotation))
 
     lock = threading.Lock()
     pending: queue.Queue[Future | None] = queue.Queue(maxsize=workers * 3)
@@ -476,6 +489,31 @@ def _fused_frames(engine: FaceFuser, source: PreparedSource, params: FusionParam
             feeder.join()
 
 
+def changed_frame(frame, before: np.ndarray, after: np.ndarray):
+    """The frame to encode: the decoded YUV frame with only the box that fusion changed
+    replaced, so everything outside the face stays bit for bit as decoded."""
+    import av
+
+    fused = av.VideoFrame.from_ndarray(after, format="rgb24")
+    if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
+        return fused
+    changed = np.flatnonzero((before != after).any(axis=2).any(axis=1))
+    if not len(changed):
+        return frame
+    cols = np.flatnonzero((before != after).any(axis=2).any(axis=0))
+    y0, y1 = changed[0] // 2 * 2, (changed[-1] // 2 + 1) * 2
+    x0, x1 = cols[0] // 2 * 2, (cols[-1] // 2 + 1) * 2
+    h, w = frame.height, frame.width
+    merged = frame.to_ndarray()  # I420 laid out as (h * 3 / 2, w)
+    new = fused.reformat(format="yuv420p", interpolation=_exact()).to_ndarray()
+    merged[y0:y1, x0:x1] = new[y0:y1, x0:x1]
+    for plane in (slice(h, h + h // 4), slice(h + h // 4, h * 3 // 2)):
+        a = merged[plane].reshape(h // 2, w // 2)
+        a[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = new[plane].reshape(h // 2, w // 2)[
+            y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+    return av.VideoFrame.from_ndarray(merged, format="yuv420p")
+
+
 # ------------------------------------------------------------------ mux
 
 
@@ -489,7 +527,9 @@ def _video_packets(work: Path, chunks: int, track: Track, offset: int) -> Iterat
             for packet in chunk.demux(chunk.streams.video[0]):
                 if packet.size == 0 or packet.pts is None:
                     continue
-                p = int(packet.pts)
+                # (NUT may store another time base: back to the input's, exactly)
+                p = round(Fraction(packet.pts) * packet.time_base / track.time_base)
+                packet.time_base = track.time_base
                 packet.duration = next_pts.get(p, p + last_duration) - p
                 packet.pts = packet.dts = p - offset
                 yield packet
@@ -508,7 +548,7 @@ def _mux(template_video: Path, work: Path, track: Track, output: Path, options: 
     import av
 
     fmt = CONTAINERS[output.suffix.lower()]
-    chunks = (len(track.pts) + CHUNK_FRAMES - 1) // CHUNK_FRAMES
+    chunks = (len(track.pts) + options.chunk_frames - 1) // options.chunk_frames
     offset = int(track.pts[0]) if options.start is not None else 0
     offset_time = offset * track.time_base
     fd, tmp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.",
@@ -521,6 +561,9 @@ def _mux(template_video: Path, work: Path, track: Track, output: Path, options: 
         with av.open(str(template_video), metadata_errors="ignore") as source, \
                 _template_stream(work) as chunk0, \
                 av.open(str(tmp), "w", format=fmt, options=container_options) as out:
+            # the AI-generated tag, where every container keeps it (MP4 ©cmt/desc, MKV tags)
+            out.metadata.update({"comment": PROVENANCE_TEXT, "description": PROVENANCE_TEXT,
+                                 "encoder": "facefuse"})
             vout = out.add_stream_from_template(chunk0.streams.video[0])
             vout.time_base = track.time_base
             if track.rotation:
@@ -590,17 +633,25 @@ def _audio_packets(source, ain, out, offset_time: Fraction, options: VideoOption
     def encoded() -> Iterator:
         import av
 
+        rate = aout.codec_context.sample_rate
         resampler = av.AudioResampler(format=aout.codec_context.format,
-                                      layout=aout.codec_context.layout,
-                                      rate=aout.codec_context.sample_rate)
+                                      layout=aout.codec_context.layout, rate=rate)
+        samples = 0
+
+        def stamped(frames) -> Iterator:
+            nonlocal samples
+            for f in frames:
+                f.pts, f.time_base = samples, Fraction(1, rate)
+                samples += f.samples
+                yield from ((packet, aout) for packet in aout.encode(f))
+
         with open_audio(source.name, ain.index) as (container, stream):
             for frame in container.decode(stream):
                 if frame.pts is None or _in_range(frame.pts * tb, options) != 0:
                     continue
                 frame.pts = None
-                for f in resampler.resample(frame):
-                    for packet in aout.encode(f):
-                        yield packet, aout
+                yield from stamped(resampler.resample(frame))
+        yield from stamped(resampler.resample(None))
         for packet in aout.encode(None):
             yield packet, aout
     return encoded(), f"re-encoded to {target} ({codec} cannot go into this container; " \
@@ -635,8 +686,7 @@ def _job_key(template_video: Path, source: np.ndarray, params: FusionParams,
     st = template_video.stat()
     return {"version": WORK_VERSION, "video": str(template_video.resolve()),
             "size": st.st_size, "mtime": st.st_mtime_ns, "source": _digest(source),
-            "params": params.to_dict(), "options": asdict(options) | {"workers": None},
-            "chunk_frames": CHUNK_FRAMES}
+            "params": params.to_dict(), "options": asdict(options) | {"workers": None}}
 
 
 def check_output(output: str | os.PathLike, encode: EncodeOptions) -> Path:
@@ -746,14 +796,14 @@ def _run(live: LiveFuser, template_video: Path, output: Path, options: VideoOpti
         marks, bridged = smooth_track(track, sigma=0.0)
     have = track.found | bridged
     faces = {int(p): marks[i] for i, p in enumerate(track.pts) if have[i]}
-    chunks = (len(track.pts) + CHUNK_FRAMES - 1) // CHUNK_FRAMES
+    chunks = (len(track.pts) + options.chunk_frames - 1) // options.chunk_frames
     finished = 0
     while finished < chunks and _chunk_path(work, finished).exists():
         finished += 1
     t0 = time.perf_counter()
     timings = Timings()
     if finished < chunks:
-        first = finished * CHUNK_FRAMES
+        first = finished * options.chunk_frames
         container = open_video(template_video)
         width = container.streams.video[0].codec_context.width
         height = container.streams.video[0].codec_context.height
@@ -762,8 +812,8 @@ def _run(live: LiveFuser, template_video: Path, output: Path, options: VideoOpti
         frames = decode_frames(template_video, options, from_pts=int(track.pts[first]))
         fused = _fused_frames(live.engine, live.source, live.params, frames, faces,
                               track.rotation, workers, timings)
-        _encode_chunks(fused, track, options.encode, work, finished, width, height,
-                       progress, first)
+        _encode_chunks(fused, track, options.encode, work, options.chunk_frames, width,
+                       height, progress, first)
     stage_ms["fuse_encode"] = (time.perf_counter() - t0) * 1000
     stage_ms.update({f"fuse.{k}": v for k, v in timings.items()})
     t0 = time.perf_counter()
