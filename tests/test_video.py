@@ -279,3 +279,58 @@ def test_london_clip_steady_and_following(london, tmp_path):
         assert row["no_face_untouched"] < 3.0  # codec noise only
     assert on["jitter_ratio"] < off["jitter_ratio"]
     assert on["jitter_ratio"] < 1.5
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync",
+                  "--disable-default-apps", "--disable-extensions"]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's Chromium is not installed")
+def test_webui_video_tab_in_a_real_browser(tmp_path, clip, source, engine):
+    """Upload a face and a video, preview one frame, fuse: the result is saved under
+    outputs/ with its sidecar, every container fact kept; the page talks to nobody else."""
+    import socket
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from facefuse.webui import create_app, launch_kwargs
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    outputs = tmp_path / "outputs"
+    _, demo = create_app(outputs, engine)
+    kwargs = launch_kwargs("127.0.0.1", port)
+    kwargs["quiet"] = True
+    demo.launch(prevent_thread_lock=True, **kwargs)
+    base = f"http://127.0.0.1:{port}"
+    external: list[str] = []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.on("request", lambda r: external.append(r.url)
+                    if not r.url.startswith((base, "data:", "blob:")) else None)
+            page.goto(base + "/", wait_until="load")
+            page.get_by_role("tab", name="Video").click()
+            page.locator("#video-source input[type=file]").set_input_files(
+                _save(tmp_path, source))
+            page.locator("#video-in input[type=file]").set_input_files(str(clip.path))
+            page.locator("#video-frame input").fill("3")
+            page.locator("#video-preview-btn").click()
+            expect(page.locator("#video-msg")).to_contain_text("frame 3", timeout=120_000)
+            expect(page.locator("#video-preview img")).to_be_visible()
+            page.locator("#video-btn").click()
+            expect(page.locator("#video-msg")).to_contain_text("saved", timeout=240_000)
+            expect(page.locator("#video-out video")).to_be_visible()
+            browser.close()
+    finally:
+        demo.close()
+    saved = sorted(outputs.glob("facefuse-video-*.mp4"))
+    assert saved and saved[-1].with_suffix(".json").exists()
+    assert compare_containers(container_facts(clip.path), container_facts(saved[-1])) == {
+        "frame_count": True, "timestamps": True, "rotation": True, "audio": True}
+    assert external == [], f"the page fetched from outside the machine: {external}"

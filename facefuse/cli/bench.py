@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--batch", type=int, default=40, help="templates in the batch run")
     p.add_argument("--only", default=None,
-                   help="comma list of album,live,preview,refiner,phone (default: all)")
+                   help="comma list of album,live,preview,refiner,phone,video (default: all)")
     p.add_argument("--models", default=None, help="an export folder (facefuse export -o) for "
                    "the phone table; default: the shipped models")
     p.add_argument("--sizes", default="512,320", help="sizes of the phone table")
@@ -40,7 +40,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     source, template = load_image(pairs[0][0]), load_image(pairs[0][1])
     report: dict = {"machine": bench.machine()}
     parts = args.only.split(",") if args.only else ["album", "live", "preview", "refiner",
-                                                     "phone"]
+                                                     "phone", "video"]
     if "phone" in parts:
         from ..export import real_samples
 
@@ -58,6 +58,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for backend in ("ort-int8", "litert-int8"):  # what the camera path runs
             if model_path(backend).exists() and _runtime_available(backend):
                 report["live"].append(bench.bench_live(template, source, backend=backend))
+    if "video" in parts:
+        report["video"] = bench.bench_video(data)
     if "album" in parts:
         report["album"] = bench.bench_album(pairs, sorted((data / "smiling").glob("*.jpg"))[
             :args.batch])

@@ -449,7 +449,72 @@ def markdown(report: dict[str, Any]) -> str:
                              f"{r['p95_ms']:.1f} | {r['peak_rss_mb']:.0f} "
                              f"({r['runtime_rss_mb']:.0f}) | {psnr} |")
         lines.append("")
+    if report.get("video"):
+        lines += video_markdown(report["video"])
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------ video
+
+
+def bench_video(data: Path, size: tuple[int, int] = (1280, 720), frames: int = 90
+                ) -> dict[str, Any]:
+    """`facefuse video` end to end on the London test clip (rotation, audio, VFR, a cut),
+    against the transcode floor measured in the same run: decode + encode with the same
+    encoder and nothing else."""
+    import av
+
+    from ..pipeline import FaceFuser
+    from ..quality.video import london_clip
+    from ..runners.video import EncodeOptions, VideoOptions, fuse_video
+
+    encode = EncodeOptions()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = london_clip(data, Path(tmp) / "clip.mp4", size=size, frames=frames)
+        source = load_image(data / "neutral" / "001_03.jpg")
+        start = time.perf_counter()
+        with av.open(str(clip.path)) as inp, av.open(str(Path(tmp) / "t.mp4"), "w") as out:
+            vin = inp.streams.video[0]
+            vin.thread_type = "AUTO"
+            vout = out.add_stream(encode.codec, options=encode.codec_options())
+            vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
+            vout.pix_fmt = "yuv420p"
+            vout.time_base = vout.codec_context.time_base = vin.time_base
+            for frame in inp.decode(vin):
+                for packet in vout.encode(frame):
+                    out.mux(packet)
+            for packet in vout.encode():
+                out.mux(packet)
+        floor = frames / (time.perf_counter() - start)
+        rows.append({"run": "decode + encode only (floor)", "fps": floor})
+        with FaceFuser() as engine:
+            for name, params, options in (
+                    ("facefuse video, refiner on", FusionParams(ratio=0.8), VideoOptions()),
+                    ("facefuse video, refiner off", FusionParams(ratio=0.8, refine=False),
+                     VideoOptions()),
+                    ("refiner on, one fusion thread", FusionParams(ratio=0.8),
+                     VideoOptions(workers=1))):
+                start = time.perf_counter()
+                report = fuse_video(source, clip.path, Path(tmp) / "out.mp4", params, options,
+                                    engine=engine)
+                fps = frames / (time.perf_counter() - start)
+                stages = {k: v / frames for k, v in report.stage_ms.items()}
+                rows.append({"run": name, "fps": fps, "vs_floor": fps / floor,
+                             "fused": report.fused, "ms_per_frame": stages})
+    return {"size": f"{size[0]}x{size[1]}", "frames": frames, "rows": rows}
+
+
+def video_markdown(video: dict[str, Any]) -> list[str]:
+    lines = [f"### Video ({video['size']} London test clip, {video['frames']} frames, "
+             "end to end: track, smooth, fuse, encode, mux)", "",
+             "| run | fps | vs decode + encode | track ms/frame | fuse + encode ms/frame |",
+             "|---|---:|---:|---:|---:|"]
+    for r in video["rows"]:
+        ms = r.get("ms_per_frame", {})
+        lines.append(f"| {r['run']} | {r['fps']:.1f} | {r.get('vs_floor', 1.0):.2f} | "
+                     f"{ms.get('track', 0):.1f} | {ms.get('fuse_encode', 0):.1f} |")
+    return [*lines, ""]
 
 
 if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "worker":

@@ -174,7 +174,7 @@ def _camera(photo: np.ndarray, t: float, size: tuple[int, int], face: bool) -> n
                           borderMode=cv2.BORDER_REFLECT)
 
 
-def london_clip(data: Path, path: Path, person: str = "001", **kwargs: Any) -> TestClip:
+def london_clip(data: Path, path: Path, person: str = "002", **kwargs: Any) -> TestClip:
     """The test clip from one London person's neutral and smiling photos."""
     neutral = load_image(data / "neutral" / f"{person}_03.jpg")
     smiling = load_image(data / "smiling" / f"{person}_08.jpg")
@@ -327,7 +327,7 @@ def identity(judge, source: np.ndarray, template_photo: np.ndarray,
 
 
 def video_report(data: Path, work: Path, *, size: tuple[int, int] = (640, 360),
-                 frames: int = 90, person: str = "001", source_person: str = "002",
+                 frames: int = 90, person: str = "002", source_person: str = "001",
                  params: FusionParams | None = None, judge: bool = True) -> dict[str, Any]:
     """The test clip fused with smoothing on and off: container checks, steadiness,
     identity, speed."""

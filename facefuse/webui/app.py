@@ -26,6 +26,7 @@ from ..params import PRESETS, FusionParams, param_specs
 from ..pipeline import FaceFuser, PreparedSource
 from ..runners.live import LiveFuser
 from ..stages.analysis import Face
+from .video_tab import VideoTab
 
 # Bilingual labels (中文 / English) for every parameter; help text comes from FusionParams.
 LABELS = {
@@ -385,7 +386,10 @@ class WebApp:
                     batch_zip = gr.File(label="下载全部 / Download all (zip)",
                                         elem_id="batch-zip")
                     batch_gallery = gr.Gallery(label="结果 / Results", columns=6, height=240)
+                video_tab = VideoTab(self)
+                video_tab.layout()
             inputs = [controls[n] for n in self.names]
+            video_tab.wire(inputs)
 
             template.change(self.on_template, [template, controls["det_threshold"]],
                             [faces_view, controls["template_face"], face_msg],
