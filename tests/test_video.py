@@ -260,6 +260,9 @@ def test_errors_are_typed_and_leave_nothing(tmp_path, astronaut, source, engine)
     assert main(["video", str(photo), str(good.path), "-o", str(out), "--start", "2",
                  "--end", "1"]) == 2
     assert main(["video", str(photo), str(good.path), "-o", str(out), "--crf", "60"]) == 2
+    assert main(["video", str(photo), str(good.path), "-o", str(out), "--poisson"]) == 2
+    assert main(["video", str(photo), str(good.path), "-o", str(out),
+                 "--template-face", "all"]) == 2
     assert main(["video", str(photo), str(good.path), "-o", str(out), "--start", "9"]) == 2
     assert not out.exists() and not work_dir(out).exists()
     assert not list(tmp_path.glob(".out.mp4*"))

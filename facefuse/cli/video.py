@@ -62,6 +62,13 @@ def cmd_video(args: argparse.Namespace) -> int:
     from ..imageio import save_image
     from ..runners.video import EncodeOptions, VideoOptions, fuse_video, preview_frame
 
+    camera_path = (("--smoothing", "smoothing"), ("--poisson", "poisson"),
+                   ("--crop-size", "crop_size"))
+    fixed = [flag for flag, name in camera_path if getattr(args, name) is not None]
+    if fixed:
+        raise ParameterError(f"{', '.join(fixed)}: not available for video, which runs the "
+                             "camera path (320 crop, no skin smoothing or Poisson) to keep "
+                             "its speed")
     params = params_from_args(args)
     options = VideoOptions(start=args.start, end=args.end, smooth=args.smooth,
                            workers=args.workers, chunk_frames=args.chunk_frames,
