@@ -460,9 +460,13 @@ def _fused_frames(engine: FaceFuser, source: PreparedSource, params: FusionParam
     pending: queue.Queue[Future | None] = queue.Queue(maxsize=workers * 3)
     error: list[BaseException] = []
 
+    stop = threading.Event()
+
     def feed(pool: ThreadPoolExecutor) -> None:
         try:
             for p, frame in frames:
+                if stop.is_set():
+                    break
                 pending.put(pool.submit(fuse_one, p, frame))
         except BaseException as exc:  # surfaced in the consumer
             error.append(exc)
@@ -481,6 +485,7 @@ def _fused_frames(engine: FaceFuser, source: PreparedSource, params: FusionParam
             if error:
                 raise error[0]
         finally:
+            stop.set()
             while feeder.is_alive():  # unblock the decoder if we stop early
                 with contextlib.suppress(queue.Empty):
                     job = pending.get(timeout=0.1)
@@ -739,6 +744,7 @@ def fuse_video(source: ImageSource | PreparedSource, template_video: str | os.Pa
     template_video = Path(template_video)
     output = check_output(output, options.encode)
     container = open_video(template_video)
+    output.parent.mkdir(parents=True, exist_ok=True)
     vstream = container.streams.video[0]
     total = vstream.frames or 0
     container.close()

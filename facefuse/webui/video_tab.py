@@ -11,20 +11,32 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from .. import __version__
 from ..errors import FaceFuseError
+from ..params import FusionParams
+from ..pipeline import FaceFuser
 from ..runners.video import VideoOptions, fuse_video, preview_frame
 
-if TYPE_CHECKING:
-    from .app import WebApp
+
+class Host(Protocol):
+    """What the tab needs from the WebApp (its engine, outputs folder and controls)."""
+
+    engine: FaceFuser
+    outputs: Path
+
+    def params_from(self, values: tuple[Any, ...]) -> FusionParams: ...
+
+    def _load(self, image: Any, name: str) -> np.ndarray: ...
 
 
 class VideoTab:
     """Layout and handlers of the video tab (state lives in the WebApp)."""
 
-    def __init__(self, app: WebApp) -> None:
+    def __init__(self, app: Host) -> None:
         self.app = app
 
     def preview(self, source, video, frame_index, *values):
