@@ -274,14 +274,15 @@ def test_london_clip_steady_and_following(london, tmp_path):
     following the template's, no-face frames unchanged."""
     from facefuse.quality.video import video_report
 
-    report = video_report(london, tmp_path, size=(480, 270), frames=48, judge=False)
+    report = video_report(london, tmp_path, size=(480, 270), frames=36, judge=False)
     on, off = report["rows"]
     for row in (on, off):
         assert row["frame_count"] and row["timestamps"] and row["audio"] and row["rotation"]
         assert row["mouth_corr"] > 0.7
         assert row["no_face_untouched"] < 3.0  # codec noise only
-    assert on["jitter_ratio"] < off["jitter_ratio"]
-    assert on["jitter_ratio"] < 1.5
+    # as steady as the input's own (measured 1.01 with smoothing, 1.03 without)
+    assert on["jitter_ratio"] < 1.15
+    assert on["jitter_ratio"] <= off["jitter_ratio"] + 0.01
 
 
 CHROMIUM = "/usr/bin/chromium"

@@ -250,8 +250,8 @@ def jitter(landmarks: np.ndarray) -> float:
 
     acc = landmarks[2:] - 2 * landmarks[1:-1] + landmarks[:-2]
     iod = np.linalg.norm(landmarks[1:-1, LEFT_IRIS] - landmarks[1:-1, RIGHT_IRIS], axis=-1)
-    per_frame = np.sqrt(np.nanmean((acc ** 2).sum(-1), axis=1)) / iod
-    per_frame = per_frame[~np.isnan(per_frame)]
+    ok = ~np.isnan(acc[:, 0, 0]) & ~np.isnan(iod)
+    per_frame = np.sqrt((acc[ok] ** 2).sum(-1).mean(axis=1)) / iod[ok]
     return float(np.median(per_frame)) if len(per_frame) else float("nan")
 
 
