@@ -38,6 +38,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..errors import FaceFuseError, ImageError, NoFaceError, ParameterError
 from ..imageio import PROVENANCE_TEXT, ImageSource, load_image
@@ -576,9 +577,9 @@ def _mux(template_video: Path, work: Path, track: Track, output: Path, options: 
             streams: list[Iterator] = [_video_packets(work, chunks, track, offset)]
             for ain in source.streams.audio:
                 packets, note = _audio_packets(source, ain, out, offset_time, options)
+                audio_notes.append(note)
                 if packets is not None:
                     streams.append(packets)
-                    audio_notes.append(note)
             for _, _, packet, target in heapq.merge(
                     *[_timed(s, j, vout if j == 0 else None) for j, s in enumerate(streams)]):
                 if target is not None:
@@ -768,7 +769,11 @@ def fuse_video(source: ImageSource | PreparedSource, template_video: str | os.Pa
         work.mkdir(parents=True, exist_ok=True)
         job.write_text(json.dumps(key))
         try:
-            with LiveFuser(engine, prepared, params) as live:
+            # One BLAS thread: the geometry stage's Delaunay makes ~1000 tiny LAPACK calls
+            # per frame, and OpenBLAS waking its threads for each cost 50-1000 ms a frame on
+            # a busy 2-core machine (1.7 ms with one thread); the frames run in parallel.
+            with LiveFuser(engine, prepared, params) as live, \
+                    threadpool_limits(limits=1, user_api="blas"):
                 report = _run(live, template_video, output, options, work, total, progress)
         except FaceFuseError:
             # a run that cannot succeed leaves nothing behind; an interrupted one (Ctrl-C,
