@@ -117,12 +117,16 @@ class VideoTab:
         """Events, once the parameter controls exist."""
         import gradio as gr
 
-        def fuse(source, video, smooth, *values, progress=gr.Progress()):  # noqa: B008
+        # Own names: Gradio names endpoints after the function, and "fuse" is the API's.
+        def video_fuse(source, video, smooth, *values, progress=gr.Progress()):  # noqa: B008
             return self.fuse(source, video, smooth, *values, progress=progress)
 
-        self.preview_btn.click(self.preview, [self.source, self.video, self.frame, *inputs],
+        def video_preview(source, video, frame_index, *values):
+            return self.preview(source, video, frame_index, *values)
+
+        self.preview_btn.click(video_preview, [self.source, self.video, self.frame, *inputs],
                                [self.preview_out, self.msg], api_visibility="private",
                                concurrency_id="fuse")
-        self.fuse_btn.click(fuse, [self.source, self.video, self.smooth, *inputs],
+        self.fuse_btn.click(video_fuse, [self.source, self.video, self.smooth, *inputs],
                             [self.result, self.msg], api_visibility="private",
                             concurrency_id="video", concurrency_limit=1)
