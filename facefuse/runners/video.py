@@ -455,7 +455,8 @@ def _fused_frames(engine: FaceFuser, source: PreparedSource, params: FusionParam
         with lock:
             for k, v in local.items():
                 timings[k] = timings.get(k, 0.0) + v
-        return p, changed_frame(frame, stored_rgb(rgb, rotation), stored_rgb(out, rotation))
+        k = round(rotation / 90) % 4  # views: no copies of whole frames
+        return p, changed_frame(frame, np.rot90(rgb, -k), np.rot90(out, -k))
 
     lock = threading.Lock()
     pending: queue.Queue[Future | None] = queue.Queue(maxsize=workers * 3)
@@ -497,26 +498,33 @@ def _fused_frames(engine: FaceFuser, source: PreparedSource, params: FusionParam
 
 def changed_frame(frame, before: np.ndarray, after: np.ndarray):
     """The frame to encode: the decoded YUV frame with only the box that fusion changed
-    replaced, so everything outside the face stays bit for bit as decoded."""
+    replaced (converted alone), so everything outside the face stays bit for bit as
+    decoded. `before` and `after` are RGB in the stored orientation (views are fine)."""
     import av
 
-    fused = av.VideoFrame.from_ndarray(after, format="rgb24")
     if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
-        return fused
-    changed = np.flatnonzero((before != after).any(axis=2).any(axis=1))
-    if not len(changed):
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(after), format="rgb24")
+    changed = (before != after).any(axis=2)
+    rows = np.flatnonzero(changed.any(axis=1))
+    if not len(rows):
         return frame
-    cols = np.flatnonzero((before != after).any(axis=2).any(axis=0))
-    y0, y1 = changed[0] // 2 * 2, (changed[-1] // 2 + 1) * 2
+    cols = np.flatnonzero(changed.any(axis=0))
+    y0, y1 = rows[0] // 2 * 2, (rows[-1] // 2 + 1) * 2
     x0, x1 = cols[0] // 2 * 2, (cols[-1] // 2 + 1) * 2
     h, w = frame.height, frame.width
-    merged = frame.to_ndarray()  # I420 laid out as (h * 3 / 2, w)
-    new = fused.reformat(format="yuv420p", interpolation=_exact()).to_ndarray()
-    merged[y0:y1, x0:x1] = new[y0:y1, x0:x1]
-    for plane in (slice(h, h + h // 4), slice(h + h // 4, h * 3 // 2)):
-        a = merged[plane].reshape(h // 2, w // 2)
-        a[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = new[plane].reshape(h // 2, w // 2)[
-            y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+    bh, bw = y1 - y0, x1 - x0
+    box = av.VideoFrame.from_ndarray(np.ascontiguousarray(after[y0:y1, x0:x1]),
+                                     format="rgb24")
+    new = box.reformat(format="yuv420p", interpolation=_exact()).to_ndarray()
+    merged = frame.to_ndarray()  # I420: the Y, U and V planes one after the other
+    flat, box_flat = merged.reshape(-1), new.reshape(-1)
+    for start, box_start, side, box_side, step in (
+            (0, 0, (h, w), (bh, bw), 1),
+            (h * w, bh * bw, (h // 2, w // 2), (bh // 2, bw // 2), 2),
+            (h * w * 5 // 4, bh * bw * 5 // 4, (h // 2, w // 2), (bh // 2, bw // 2), 2)):
+        plane = flat[start:start + side[0] * side[1]].reshape(side)
+        plane[y0 // step:y1 // step, x0 // step:x1 // step] = box_flat[
+            box_start:box_start + box_side[0] * box_side[1]].reshape(box_side)
     return av.VideoFrame.from_ndarray(merged, format="yuv420p")
 
 
