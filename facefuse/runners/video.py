@@ -239,12 +239,6 @@ def display_rgb(frame, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
-def stored_rgb(rgb: np.ndarray, rotation: int) -> np.ndarray:
-    """Back from display orientation to the orientation the file stores."""
-    k = round(rotation / 90) % 4
-    return np.ascontiguousarray(np.rot90(rgb, -k)) if k else rgb
-
-
 # ------------------------------------------------------------------ pass 1: track
 
 
