@@ -15,13 +15,13 @@ import traceback
 from collections.abc import Iterator, Sequence
 
 from ..errors import FaceFuseError
-from . import bench, evaluation, export, images, phone, refiner, webui
+from . import bench, evaluation, export, images, phone, refiner, video, webui
 from .options import add_fusion_options, params_from_args
 from .quiet import NativeLogFilter
 
 __all__ = ["add_fusion_options", "build_parser", "main", "params_from_args"]
 
-COMMAND_FAMILIES = (images, webui, bench, export, refiner, evaluation, phone)
+COMMAND_FAMILIES = (images, webui, bench, export, refiner, evaluation, video, phone)
 
 
 def _leaf_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:

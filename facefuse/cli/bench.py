@@ -14,10 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--batch", type=int, default=40, help="templates in the batch run")
     p.add_argument("--only", default=None,
-                   help="comma list of album,live,preview,refiner,phone (default: all), "
-                   "or webui-load (the WebUI under many users), cluster (the batch on Ray, "
-                   "1 and 2 workers, vs local), phone-album, phone-app-start (the phone app "
-                   "in Chromium)")
+                   help="comma list of album,live,preview,refiner,phone,video (default: "
+                   "all), or webui-load (the WebUI under many users), cluster (the batch on "
+                   "Ray, 1 and 2 workers, vs local), phone-album, phone-app-start (the phone "
+                   "app in Chromium)")
     p.add_argument("--models", default=None, help="an export folder (facefuse export -o) for "
                    "the phone table; default: the shipped models")
     p.add_argument("--sizes", default="512,320", help="sizes of the phone table")
@@ -45,7 +45,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     source, template = load_image(pairs[0][0]), load_image(pairs[0][1])
     report: dict = {"machine": bench.machine()}
     parts = args.only.split(",") if args.only else ["album", "live", "preview", "refiner",
-                                                     "phone"]
+                                                     "phone", "video"]
     if "phone" in parts:
         from ..export import real_samples
 
@@ -76,6 +76,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                                            duration_s=args.seconds))
     if "phone-album" in parts:  # the phone app's engine in Chromium
         report["phone_album"] = bench.bench_phone_album(pairs)
+    if "video" in parts:
+        report["video"] = bench.bench_video(data)
     if "album" in parts:
         report["album"] = bench.bench_album(pairs, sorted((data / "smiling").glob("*.jpg"))[
             :args.batch])

@@ -46,6 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--limit", type=int, default=None)
     q.add_argument("--json", default=None)
     q.set_defaults(func=cmd_eval_landmarks)
+    q = ev.add_parser("video", help="a London test video fused, smoothing on vs off")
+    q.add_argument("--data", required=True, help="the London set layout (neutral/, smiling/)")
+    q.add_argument("--size", default="1280x720", help="display size WxH of the test video")
+    q.add_argument("--frames", type=int, default=90)
+    q.add_argument("--work", default=None, help="keep the clip and the results here")
+    q.add_argument("--no-judge", dest="judge", action="store_false",
+                   help="skip the identity check (needs the eval extra)")
+    q.add_argument("--json", default=None)
+    q.set_defaults(func=cmd_eval_video)
 
 
 def cmd_eval_harmonize(args: argparse.Namespace) -> int:
@@ -110,5 +119,26 @@ def cmd_eval_landmarks(args: argparse.Namespace) -> int:
 
     report = landmark_report(Path(args.data), args.limit)
     print(landmark_table(report))
+    write_report(report, Path(args.json) if args.json else None)
+    return 0
+
+
+def cmd_eval_video(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from ..errors import ParameterError
+    from ..quality.evaluate import write_report
+    from ..quality.video import video_report, video_table
+
+    try:
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise ParameterError(f"--size must be WxH, e.g. 1280x720; got {args.size!r}") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work) if args.work else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        report = video_report(Path(args.data), work, size=size, frames=args.frames,
+                              judge=args.judge)
+    print(video_table(report))
     write_report(report, Path(args.json) if args.json else None)
     return 0

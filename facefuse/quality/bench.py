@@ -684,7 +684,79 @@ def markdown(report: dict[str, Any]) -> str:
                       f"{a['face_psnr_vs_python_db']:.1f} dB, min "
                       f"{a['face_psnr_vs_python_db_min']:.1f} dB. Target: album fusion <= "
                       f"{a['target_s']} s.", ""]
+    if report.get("video"):
+        lines += video_markdown(report["video"])
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------ video
+
+
+def bench_video(data: Path, size: tuple[int, int] = (1280, 720), frames: int = 90
+                ) -> dict[str, Any]:
+    """`facefuse video` end to end on the London test clip (rotation, audio, VFR, a cut),
+    against the transcode floor measured in the same run: decode + encode with the same
+    encoder and nothing else."""
+    import av
+
+    from ..pipeline import FaceFuser
+    from ..quality.video import london_clip
+    from ..runners.video import EncodeOptions, VideoOptions, fuse_video
+
+    encode = EncodeOptions()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = london_clip(data, Path(tmp) / "clip.mp4", size=size, frames=frames)
+        source = load_image(data / "neutral" / "001_03.jpg")
+        start, cpu = time.perf_counter(), time.process_time()
+        with av.open(str(clip.path)) as inp, av.open(str(Path(tmp) / "t.mp4"), "w") as out:
+            vin = inp.streams.video[0]
+            vin.thread_type = "AUTO"
+            vout = out.add_stream(encode.codec, options=encode.codec_options())
+            vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
+            vout.pix_fmt = "yuv420p"
+            vout.time_base = vout.codec_context.time_base = vin.time_base
+            for frame in inp.decode(vin):
+                for packet in vout.encode(frame):
+                    out.mux(packet)
+            for packet in vout.encode():
+                out.mux(packet)
+        floor = frames / (time.perf_counter() - start)
+        rows.append({"run": "decode + encode only (floor)", "fps": floor,
+                     "cpu_ms_per_frame": (time.process_time() - cpu) * 1000 / frames})
+        with FaceFuser() as engine:
+            for name, params, options in (
+                    ("facefuse video, refiner on", FusionParams(ratio=0.8), VideoOptions()),
+                    ("facefuse video, refiner off", FusionParams(ratio=0.8, refine=False),
+                     VideoOptions()),
+                    ("refiner on, one fusion thread", FusionParams(ratio=0.8),
+                     VideoOptions(workers=1))):
+                start, cpu = time.perf_counter(), time.process_time()
+                report = fuse_video(source, clip.path, Path(tmp) / "out.mp4", params, options,
+                                    engine=engine)
+                fps = frames / (time.perf_counter() - start)
+                cpu_ms = (time.process_time() - cpu) * 1000 / frames
+                stages = {k: v / frames for k, v in report.stage_ms.items()}
+                rows.append({"run": name, "fps": fps, "vs_floor": fps / floor,
+                             "cpu_ms_per_frame": cpu_ms, "fused": report.fused,
+                             "ms_per_frame": stages})
+    return {"size": f"{size[0]}x{size[1]}", "frames": frames, "rows": rows}
+
+
+def video_markdown(video: dict[str, Any]) -> list[str]:
+    cores = os.cpu_count() or 1
+    lines = [f"### Video ({video['size']} London test clip, {video['frames']} frames, "
+             "end to end: track, smooth, fuse, encode, mux)", "",
+             "| run | fps | vs decode + encode | track ms/frame | fuse + encode ms/frame "
+             f"| CPU ms/frame (all threads) | fps if {cores} cores were free |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in video["rows"]:
+        ms = r.get("ms_per_frame", {})
+        cpu = r.get("cpu_ms_per_frame", 0.0)
+        lines.append(f"| {r['run']} | {r['fps']:.1f} | {r.get('vs_floor', 1.0):.2f} | "
+                     f"{ms.get('track', 0):.1f} | {ms.get('fuse_encode', 0):.1f} | "
+                     f"{cpu:.1f} | {cores * 1000 / max(cpu, 1e-9):.1f} |")
+    return [*lines, ""]
 
 
 if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "worker":

@@ -26,6 +26,7 @@ from ..params import LABELS, PRESETS, FusionParams, param_specs
 from ..pipeline import FaceFuser, PreparedSource
 from ..runners.live import LiveFuser
 from ..stages.analysis import Face
+from .video_tab import VideoTab
 
 PREVIEW_SIDE = 640  # the preview fuses downscaled copies on the 320 crop path
 PREVIEW_CROP = 320
@@ -394,7 +395,10 @@ class WebApp:
                     batch_zip = gr.File(label="下载全部 / Download all (zip)",
                                         elem_id="batch-zip")
                     batch_gallery = gr.Gallery(label="结果 / Results", columns=6, height=240)
+                video_tab = VideoTab(self)
+                video_tab.layout()
             inputs = [controls[n] for n in self.names]
+            video_tab.wire(inputs)
 
             template.change(self.on_template, [template, controls["det_threshold"]],
                             [faces_view, controls["template_face"], face_msg],
