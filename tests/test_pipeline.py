@@ -311,3 +311,31 @@ def test_finishing_alone_applies_at_ratio_zero(engine, astronaut, astronaut_temp
                       **{**PLAIN, "brightness": 0.2}).image
     inner = _face_box(engine.analyzer.detect(astronaut_template)[0], out.shape)
     assert out[inner].astype(float).mean() > astronaut_template[inner].astype(float).mean() + 15
+
+
+def test_triangle_search_matches_scipys(astronaut, engine):
+    """geometry.locate_in_triangles (closed-form, no LAPACK) finds the same triangle weights
+    as scipy's Delaunay.find_simplex on a real face's fused shape."""
+    from scipy.spatial import Delaunay
+
+    from facefuse.stages import geometry
+    from facefuse.stages.align import align_face
+
+    face = engine.analyzer.detect(astronaut, 0.5)[0]
+    tpl = align_face(astronaut, face, 512)
+    shape = tpl.landmarks[:, :2]
+    anchors = geometry.anchor_points(shape, 512)
+    dst = np.vstack([shape, anchors])
+    tri = Delaunay(dst)
+    n = 512 // geometry.GRID_STEP + 1
+    coords = np.arange(n, dtype=np.float64) * geometry.GRID_STEP
+    gx, gy = np.meshgrid(coords, coords)
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    searched = (grid <= 511).all(axis=1)
+    simplex, weights = geometry.locate_in_triangles(dst[tri.simplices], grid, searched, n)
+    expected = tri.find_simplex(grid[searched])
+    assert ((simplex[searched] >= 0) == (expected >= 0)).mean() > 0.999
+    found = np.flatnonzero(simplex >= 0)
+    assert weights[found].min() > -1e-6 and np.allclose(weights[found].sum(axis=1), 1)
+    rebuilt = np.einsum("ni,nij->nj", weights[found], dst[tri.simplices[simplex[found]]])
+    assert np.abs(rebuilt - grid[found]).max() < 1e-6  # each node lies in its own triangle
