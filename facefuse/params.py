@@ -73,6 +73,10 @@ class FusionParams:
     backend: str = field(default="ort-fp32", metadata={
         "kind": "choice", "choices": BACKENDS, "group": "model",
         "help": "Runtime and precision of the U-Net."})
+    occlusion: bool = field(default=True, metadata={
+        "kind": "bool", "group": "model",
+        "help": "Keep what covers the source (hair, glasses, a hand, a hard shadow) out of "
+                "the result and what covers the template on top of it."})
     poisson: bool = field(default=False, metadata={
         "kind": "bool", "group": "model",
         "help": "Poisson (seamless) blending at paste-back; slower."})
