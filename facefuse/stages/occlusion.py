@@ -33,6 +33,8 @@ from .mesh_topology import (
 WORK_SIDE = 256  # the map is computed at this side and upsampled (it is smooth)
 FLOOR_SPREAD = np.array([4.0, 3.0, 3.0])  # LAB spread: L's always, a's and b's at least
 LIT_PERCENTILE = 75.0  # the lit skin's lightness: this percentile of the skin's L
+LIT_RANGE = 30.0  # L units below it where skin may still be (shading) for the local mean
+LOCAL_SIGMA = 1 / 12  # of the side: how local the lit-skin reference is
 DARKER_SLACK = 6.0  # L units darker than the lit skin that still count as skin shading
 TRUSTED_BELOW = 2.5  # normalised colour distance: fully trusted below ...
 DISTRUSTED_ABOVE = 4.5  # ... and not at all above
@@ -69,21 +71,40 @@ def _features(shape: np.ndarray, side: int, scale: float) -> np.ndarray:
     return _grown(mask, side / 128)
 
 
+def _local_mean(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian mean of `values` over the weighted pixels only (normalised convolution)."""
+    num = cv2.GaussianBlur(values * weight, (0, 0), sigma)
+    den = cv2.GaussianBlur(weight, (0, 0), sigma)
+    return num / np.maximum(den, 1e-3)
+
+
 def colour_trust(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
-    """0..1 per pixel: how skin-like the colour is against the robust skin statistics."""
+    """0..1 per pixel: how skin-like the colour is against the robust skin statistics.
+
+    Chroma (a, b) is compared with the skin's median; lightness one-sided (lighter than
+    skin is a highlight, still skin) against the *local* lit skin, so the soft shading of
+    a side-lit face stays skin while a fringe, a frame or a hard shadow's edge does not."""
     sel = lab[skin > 0.5]
     if len(sel) < 50:
         return np.ones(lab.shape[:2], np.float32)
-    median = np.median(sel, axis=0)
-    spread = np.maximum(1.4826 * np.median(np.abs(sel - median), axis=0), FLOOR_SPREAD)
+    # The skin's own colour is the lit half's: a shadow over half the face is bluer, and
+    # must not pull the reference toward itself.
+    lit_half = sel[sel[:, 0] >= np.median(sel[:, 0])]
+    median = np.median(lit_half, axis=0)
+    spread = np.maximum(1.4826 * np.median(np.abs(lit_half - median), axis=0), FLOOR_SPREAD)
     spread[0] = FLOOR_SPREAD[0]  # a shadow over half the skin would widen a measured one
     diff = lab - median
-    # Lightness is judged against the lit skin (a shadow over half the face must not become
-    # the reference), one-sided: lighter than skin is a highlight, still skin.
+    chroma = np.sqrt((diff[..., 1] / spread[1]) ** 2 + (diff[..., 2] / spread[2]) ** 2)
+    # The lit skin around each pixel: skin-coloured pixels of the skin mask, not far below
+    # the skin's bright part, averaged locally (a hair band does not pull it down).
     lit = np.percentile(sel[:, 0], LIT_PERCENTILE)
-    darker = np.maximum(lit - lab[..., 0] - DARKER_SLACK, 0.0)
-    dist = np.sqrt((darker / spread[0]) ** 2 + (diff[..., 1] / spread[1]) ** 2
-                   + (diff[..., 2] / spread[2]) ** 2)
+    likely = ((skin > 0.5) & (chroma < TRUSTED_BELOW)
+              & (lab[..., 0] > lit - LIT_RANGE)).astype(np.float32)
+    if likely.sum() < 50:
+        likely = (skin > 0.5).astype(np.float32)
+    local = _local_mean(lab[..., 0], likely, LOCAL_SIGMA * lab.shape[0])
+    darker = np.maximum(np.minimum(local, lit) - lab[..., 0] - DARKER_SLACK, 0.0)
+    dist = np.sqrt((darker / spread[0]) ** 2 + chroma ** 2)
     return np.clip((DISTRUSTED_ABOVE - dist) / (DISTRUSTED_ABOVE - TRUSTED_BELOW), 0, 1
                    ).astype(np.float32)
 

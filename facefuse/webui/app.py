@@ -46,6 +46,7 @@ LABELS = {
     "region_offset_y": "区域垂直偏移 / Region offset Y",
     "refine": "U-Net 精修 / U-Net refine",
     "backend": "推理后端 / Backend",
+    "occlusion": "遮挡处理 / Occlusion handling",
     "poisson": "泊松融合 / Poisson blending",
     "crop_size": "对齐尺寸 / Crop size",
 }
