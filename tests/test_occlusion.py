@@ -126,14 +126,16 @@ def occlusion_one_pair(london):
 def _score(report: dict, side: str, kind: str, config: str) -> float:
     row = next(r for r in report["rows"] if r["side"] == side and r["kind"] == kind
                and r["config"] == config)
+    assert "delta_e" in row, f"the {kind} on the {side} missed the fused face"
     return row["delta_e"]
 
 
-# Measured on the first held-out pair (001 neutral into 011 smiling), ΔE: see
-# docs/quality.md for all ten pairs. The hand on the source is the known gap: another
-# person's skin looks like skin to a colour model (leak about the same on and off).
-SOURCE_GAIN = {"hair": 1.0, "glasses": 3.0, "shadow": 0.5, "hand": -1.0}
-TEMPLATE_GAIN = {"hair": 4.0, "glasses": 5.0, "shadow": -1.0, "hand": 2.0}
+# Measured on the first held-out pair (001 neutral into 011 smiling), ΔE, U-Net on; all ten
+# pairs are in docs/quality.md. Hair and glasses must drop clearly. A hand on the source
+# and a cast shadow are the known gaps (another person's skin and relit shade look like
+# skin to a colour model): there the switch must at least not make things worse.
+SOURCE_GAIN = {"hair": 4.0, "glasses": 4.0, "hand": -0.5, "shadow": -0.5}
+TEMPLATE_GAIN = {"hair": 4.0, "glasses": 6.0, "hand": -0.5, "shadow": 1.0}
 
 
 @pytest.mark.parametrize("kind", occluders.KINDS)

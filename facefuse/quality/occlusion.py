@@ -157,6 +157,9 @@ def occlusion_report(data_dir: Path, *, pairs: int = 10, kinds: tuple[str, ...] 
                         if region.sum() >= MIN_PIXELS:
                             row["delta_e"] = float(delta_e(trace["finished"], reference)
                                                    [region].mean())
+                            if side == "source":  # the floor: template's own pixels there
+                                row["floor"] = float(delta_e(
+                                    clean[name]["template"], reference)[region].mean())
                         rows.append(row)
                         cells[name] = trace["finished"]
                     if index < 3:
@@ -174,27 +177,43 @@ def occlusion_report(data_dir: Path, *, pairs: int = 10, kinds: tuple[str, ...] 
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """side/kind -> config -> mean, worst ΔE and how many occluders were scored."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
+    """side/kind -> config -> mean, worst ΔE and how many occluders were scored; for source
+    occluders also the floor (what filling the area with the template's own pixels scores,
+    the source and template skins being different people's)."""
+    out: dict[str, dict[str, list]] = {}
     for row in rows:
         if "delta_e" not in row:
             continue
         key = f"{row['side']}/{row['kind']}"
-        out.setdefault(key, {}).setdefault(row["config"], []).append(row["delta_e"])
-    return {key: {cfg: {"mean": float(np.mean(v)), "worst": float(np.max(v)), "n": len(v)}
-                  for cfg, v in by_cfg.items()} for key, by_cfg in out.items()}
+        out.setdefault(key, {}).setdefault(row["config"], []).append(row)
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for key, by_cfg in out.items():
+        summary[key] = {}
+        for cfg, sel in by_cfg.items():
+            values = [r["delta_e"] for r in sel]
+            stats = {"mean": float(np.mean(values)), "worst": float(np.max(values)),
+                     "n": len(values)}
+            if all("floor" in r for r in sel):
+                stats["floor"] = float(np.mean([r["floor"] for r in sel]))
+            summary[key][cfg] = stats
+    return summary
 
 
 def occlusion_table(report: dict) -> str:
     """Markdown: one row per side and kind, one column per configuration (mean ΔE, worst)."""
     names = list(report["configs"])
-    head = "| occluder | measure | " + " | ".join(names) + " |"
-    lines = [head, "|---|---|" + "---:|" * len(names)]
-    for key, by_cfg in report["summary"].items():
+    head = ("| occluder | measure | " + " | ".join(names)
+            + " | floor: the template's own pixels there |")
+    lines = [head, "|---|---|" + "---:|" * (len(names) + 1)]
+    order = [f"{side}/{kind}" for side in ("source", "template") for kind in report["kinds"]]
+    for key in [k for k in order if k in report["summary"]]:
+        by_cfg = report["summary"][key]
         side, kind = key.split("/")
         measure = "leak ΔE ↓" if side == "source" else "keep ΔE ↓"
         cells = [f"{by_cfg[n]['mean']:.2f} ({by_cfg[n]['worst']:.1f})" if n in by_cfg
                  else "–" for n in names]
+        floor = by_cfg[names[-1]].get("floor") if names[-1] in by_cfg else None
+        cells.append(f"{floor:.2f}" if floor is not None else "0 by definition")
         lines.append(f"| {kind} on the {side} | {measure} | " + " | ".join(cells) + " |")
     n = len(report["pairs"])
     lines.append("")

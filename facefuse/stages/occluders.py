@@ -286,12 +286,12 @@ def hand(crop: np.ndarray, lm: np.ndarray, donor: Donor, rng: np.random.Generato
     place = rng.choice(["left", "right", "chin"])
     mouth = lm[[61, 291], :2].mean(axis=0)
     if place == "chin":
-        palm = mouth + np.array([rng.uniform(-0.3, 0.3), rng.uniform(0.7, 1.0)]) * iod
+        palm = mouth + np.array([rng.uniform(-0.3, 0.3), rng.uniform(0.6, 0.85)]) * iod
         angle = rng.uniform(-20, 20)  # fingers pointing up
     else:
         sign = -1 if place == "left" else 1
         cheek = (left if sign < 0 else right) + np.array([0, 0.8 * iod])
-        palm = cheek + np.array([sign * rng.uniform(0.55, 0.85), rng.uniform(0.0, 0.4)]) * iod
+        palm = cheek + np.array([sign * rng.uniform(0.3, 0.55), rng.uniform(0.0, 0.3)]) * iod
         angle = sign * rng.uniform(25, 70)  # fingers pointing up and inward
     rad = np.radians(angle)
     up = np.array([np.sin(rad), -np.cos(rad)])  # along the fingers
