@@ -220,7 +220,9 @@ def occlusion_table(report: dict) -> str:
     lines.append(f"{n} held-out pairs at ratio {report['ratio']:g}, mean ΔE (CIE76) inside "
                  "the occluder where the face is fused (worst pair in brackets). leak: the "
                  "result with vs without the occluder on the source; keep: the result vs "
-                 "the occluded template.")
+                 "the occluded template. floor: the leak score of filling the source "
+                 "occluder's area with the template's own pixels (another person's skin), "
+                 "the best a trust map can reach.")
     return "\n".join(lines)
 
 
