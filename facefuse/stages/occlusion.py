@@ -30,7 +30,7 @@ from .mesh_topology import (
     RIGHT_EYE_LOOP,
 )
 
-WORK_SIDE = 256  # the map is computed at this side and upsampled (it is smooth)
+WORK_FACTOR = 2  # the map is computed at half the crop's side and upsampled (it is smooth)
 FLOOR_SPREAD = np.array([4.0, 3.0, 3.0])  # LAB spread: L's always, a's and b's at least
 LIT_PERCENTILE = 75.0  # the lit skin's lightness: this percentile of the skin's L
 LIT_RANGE = 30.0  # L units below it where skin may still be (shading) for the local mean
@@ -38,8 +38,8 @@ LOCAL_SIGMA = 1 / 12  # of the side: how local the lit-skin reference is
 DARKER_SLACK = 6.0  # L units darker than the lit skin that still count as skin shading
 TRUSTED_BELOW = 2.5  # normalised colour distance: fully trusted below ...
 DISTRUSTED_ABOVE = 4.5  # ... and not at all above
-SPECK = 3  # px at WORK_SIDE: untrusted specks smaller than this are pores or moles
-GROW = 2  # px at WORK_SIDE: an occluder's edge bleeds colour into its neighbours
+SPECK = 3  # px at the working side: untrusted specks smaller than this are pores or moles
+GROW = 2  # px at the working side: an occluder's edge bleeds colour into its neighbours
 EYE_GROW = 0.1  # eye distances: lids, lashes and eye make-up around the eye's mesh outline
 
 
@@ -72,10 +72,15 @@ def _features(shape: np.ndarray, side: int, scale: float) -> np.ndarray:
 
 
 def _local_mean(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian mean of `values` over the weighted pixels only (normalised convolution)."""
-    num = cv2.GaussianBlur(values * weight, (0, 0), sigma)
-    den = cv2.GaussianBlur(weight, (0, 0), sigma)
-    return num / np.maximum(den, 1e-3)
+    """Gaussian mean of `values` over the weighted pixels only (normalised convolution),
+    at a quarter of the side: only low frequencies survive a blur this wide."""
+    h, w = values.shape
+    small = (max(1, w // 4), max(1, h // 4))
+    num = cv2.resize(values * weight, small, interpolation=cv2.INTER_AREA)
+    den = cv2.resize(weight, small, interpolation=cv2.INTER_AREA)
+    num = cv2.GaussianBlur(num, (0, 0), sigma / 4)
+    den = cv2.GaussianBlur(den, (0, 0), sigma / 4)
+    return cv2.resize(num / np.maximum(den, 1e-3), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def colour_trust(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
@@ -112,11 +117,15 @@ def colour_trust(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
 def trust_map(crop: np.ndarray, shape: np.ndarray, skin: np.ndarray) -> np.ndarray:
     """How much each pixel of `crop` shows its own face (float32 0..1, the crop's side)."""
     size = crop.shape[0]
-    scale = WORK_SIDE / size
-    small = cv2.resize(np.clip(crop, 0, 255).astype(np.float32), (WORK_SIDE, WORK_SIDE),
+    side = size // WORK_FACTOR
+    scale = side / size
+    small = cv2.resize(np.clip(crop, 0, 255).astype(np.uint8), (side, side),
                        interpolation=cv2.INTER_AREA)
-    lab = cv2.cvtColor(small / 255.0, cv2.COLOR_RGB2LAB)
-    skin_small = cv2.resize(skin.astype(np.float32), (WORK_SIDE, WORK_SIDE),
+    # 8-bit LAB (a table look-up, 10x cheaper than float) back to L 0..100, a and b signed.
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab[..., 0] *= 100.0 / 255.0
+    lab[..., 1:] -= 128.0
+    skin_small = cv2.resize(skin.astype(np.float32), (side, side),
                             interpolation=cv2.INTER_AREA)
     trust = colour_trust(lab, skin_small)
     untrusted = ((trust < 0.5) * 255).astype(np.uint8)
@@ -124,7 +133,7 @@ def trust_map(crop: np.ndarray, shape: np.ndarray, skin: np.ndarray) -> np.ndarr
     untrusted = cv2.morphologyEx(untrusted, cv2.MORPH_OPEN, kernel)
     grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GROW + 1, 2 * GROW + 1))
     untrusted = cv2.dilate(untrusted, grow)
-    untrusted[_features(shape, WORK_SIDE, scale) > 0] = 0
+    untrusted[_features(shape, side, scale) > 0] = 0
     soft = cv2.GaussianBlur(untrusted.astype(np.float32) / 255.0, (0, 0), 1.2)
     trust = 1.0 - soft
     return cv2.resize(trust, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
