@@ -75,8 +75,8 @@ class FusionParams:
         "help": "Runtime and precision of the U-Net."})
     occlusion: bool = field(default=True, metadata={
         "kind": "bool", "group": "model",
-        "help": "Keep what covers the source (hair, glasses, a hand, a hard shadow) out of "
-                "the result and what covers the template on top of it."})
+        "help": "Keep what covers the source's face (a fringe, glasses) out of the result "
+                "and what covers the template's (hair, glasses, a hand) on top of it."})
     poisson: bool = field(default=False, metadata={
         "kind": "bool", "group": "model",
         "help": "Poisson (seamless) blending at paste-back; slower."})
