@@ -73,6 +73,17 @@ class FusionParams:
     backend: str = field(default="ort-fp32", metadata={
         "kind": "choice", "choices": BACKENDS, "group": "model",
         "help": "Runtime and precision of the U-Net."})
+    # Both below are off by default while they cost identity (docs/quality.md) and the phone
+    # app does not mirror them yet ("desktop_only": the phone contract hides them).
+    occlusion: bool = field(default=False, metadata={
+        "kind": "bool", "group": "model", "desktop_only": True,
+        "help": "Keep what covers the source's face (a fringe, glasses) out of the result "
+                "and what covers the template's (hair, glasses, a hand) on top of it."})
+    feature_registration: bool = field(default=False, metadata={
+        "kind": "bool", "group": "model", "desktop_only": True,
+        "help": "After the warp, line the source's eyes and nose up with the template's by "
+                "their look (head pose closer to the template's; a little less of the "
+                "source's identity)."})
     poisson: bool = field(default=False, metadata={
         "kind": "bool", "group": "model",
         "help": "Poisson (seamless) blending at paste-back; slower."})
@@ -144,6 +155,8 @@ LABELS: dict[str, str] = {
     "region_offset_y": "区域垂直偏移 / Region offset Y",
     "refine": "U-Net 精修 / U-Net refine",
     "backend": "推理后端 / Backend",
+    "occlusion": "遮挡处理 / Occlusion handling",
+    "feature_registration": "五官对位 / Feature registration",
     "poisson": "泊松融合 / Poisson blending",
     "crop_size": "对齐尺寸 / Crop size",
 }

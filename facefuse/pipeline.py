@@ -18,7 +18,7 @@ import numpy as np
 from .errors import ParameterError
 from .imageio import ImageSource, load_image
 from .params import FusionParams
-from .stages import finish, geometry, texture
+from .stages import finish, geometry, occlusion, texture
 from .stages.align import AlignedFace, align_face
 from .stages.analysis import Face, FaceAnalyzer, pick_face
 from .stages.paste import REGION_EPS, paste_back
@@ -151,7 +151,8 @@ class FaceFuser:
 
         `trace`, when given, receives the aligned crops the stages pass along: "template"
         (the template warped to the fused shape), "texture" (the texture stage's output),
-        "refined", "finished", and the masks "weight" and "face"."""
+        "refined", "finished", and the masks "weight" and "face"; with occlusion on, also
+        "source" (the source warped to the fused shape) and both trust maps."""
         size = params.crop_size
         with timings.stage("align"):
             tpl = align_face(image, face, size)
@@ -168,35 +169,56 @@ class FaceFuser:
             if params.ratio > 0:
                 src_warped = plan.field(src.aligned.landmarks, anchors).apply(
                     src.aligned.crop)
+                # The features registered by their look, not only by the mesh.
+                src_lm = src.aligned.landmarks
+                passes = geometry.REGISTER_PASSES if params.feature_registration else 0
+                for _ in range(passes):
+                    shifts = geometry.feature_shifts(src_warped, tpl_warped, shape)
+                    if not any(s.any() for s in shifts.values()):
+                        break
+                    src_lm = geometry.register_landmarks(src_lm, shape, shifts)
+                    src_warped = plan.field(src_lm, anchors).apply(src.aligned.crop)
         with timings.stage("texture"):
             region = texture.Region(params.region_scale, params.region_rotation,
                                     params.region_offset_x, params.region_offset_y)
+            src_trust = tpl_trust = None
             if params.ratio > 0:
                 mouth_open = face.mouth_open_ratio() > texture.MOUTH_OPEN_THRESHOLD
+                if params.occlusion:
+                    bare_skin = texture.skin_mask(shape, size)
+                    src_trust = occlusion.trust_map(src_warped, shape, bare_skin)
+                    tpl_trust = occlusion.trust_map(tpl_warped, shape, bare_skin)
                 comp = texture.mix(src_warped, tpl_warped, shape, params.ratio,
-                                   mouth_open=mouth_open, region=region)
+                                   mouth_open=mouth_open, region=region,
+                                   source_trust=src_trust, template_trust=tpl_trust)
                 fused, weight, face_region, skin = comp.image, comp.weight, comp.face, comp.skin
             else:
                 fused = tpl_warped
                 weight = np.zeros((size, size), np.float32)
                 face_region = texture.face_mask(shape, size, region)
                 skin = texture.skin_mask(shape, size, face_region)
+            # Later stages change only what is the template's face: its occluders stay.
+            touch = face_region if tpl_trust is None else face_region * tpl_trust
+            skin = skin if tpl_trust is None else skin * tpl_trust
         texture_out = fused
         with timings.stage("refine"):
             if params.refine and params.ratio > 0:
-                fused = self.refiner(params.backend)(fused, face_region, tpl_warped,
+                fused = self.refiner(params.backend)(fused, touch, tpl_warped,
                                                      work_side=refine_side(size))
         refined = fused
         with timings.stage("finish"):
             if params.ratio == 0:  # only the finishing touches may change the template
                 fused = tpl_warped
-            fused = finish.apply_mode(fused, tpl_warped, weight, face_region, params.mode)
+            fused = finish.apply_mode(fused, tpl_warped, weight, touch, params.mode)
             fused = finish.smooth_skin(fused, skin, params.smoothing)
-            fused = finish.adjust_tone(fused, face_region, params.brightness,
+            fused = finish.adjust_tone(fused, touch, params.brightness,
                                        params.contrast, params.saturation)
         if trace is not None:
             trace.update(template=tpl_warped, texture=texture_out, refined=refined,
                          finished=fused, weight=weight, face=face_region)
+            if src_trust is not None:
+                trace.update(source=src_warped.astype(np.float32), source_trust=src_trust,
+                             template_trust=tpl_trust)
         with timings.stage("paste"):
             delta = (fused - tpl_warped) * (face_region > REGION_EPS)[..., None]
             out, _ = paste_back(image, tpl, tpl_field, delta, face_region,

@@ -413,6 +413,9 @@ def test_every_parameter_with_its_range_label_and_the_mobile_default(phone):
     page.select_option("#preset", "mobile")
     for f in param_specs():
         meta, sel = f.metadata, f"#param-{f.name}"
+        if meta.get("desktop_only"):  # not mirrored in the browser engine yet: not offered
+            assert page.locator(sel).count() == 0, f.name
+            continue
         assert page.locator(sel).count() == 1, f.name
         got = page.eval_on_selector(sel, """e => ({type: e.type, min: e.min, max: e.max,
             step: e.step, value: e.value, checked: e.checked,

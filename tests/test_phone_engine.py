@@ -5,6 +5,7 @@ parameters, one source of truth (contract.json), and no request leaving the page
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 
@@ -203,6 +204,13 @@ def test_bad_parameters_are_refused_with_python_messages(page, astronaut):
         assert js["message"] == expected
     mobile = page.evaluate("window.facefuse.validateParams({preset: 'mobile', ratio: 0.6})")
     assert mobile == preset("mobile", ratio=0.6).to_dict()
+    desktop_only = [f.name for f in dataclasses.fields(FusionParams)
+                    if f.metadata.get("desktop_only")]
+    for name in desktop_only:  # offered by Python only: the browser says so, never ignores it
+        js = page.evaluate(f"""() => {{ try {{ window.facefuse.validateParams({{{name}: true}});
+            return null; }} catch (e) {{ return {{error: e.name, message: e.message}}; }} }}""")
+        assert js and js["error"] == "ParameterError" and "not available in the phone app" in (
+            js["message"]), name
 
 
 @needs_browser

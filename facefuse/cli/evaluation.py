@@ -41,6 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--sheet", default=None, help="contact sheet PNG (and an identity plot)")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_eval_fusion)
+    q = ev.add_parser("occlusion", help="occluders on the source stay out, on the template "
+                      "stay on top (held-out faces, occlusion and U-Net on vs off)")
+    q.add_argument("--data", required=True, help="the London set layout (neutral/, smiling/)")
+    q.add_argument("--pairs", type=int, default=10)
+    q.add_argument("--ratio", type=float, default=1.0)
+    q.add_argument("--json", default=None)
+    q.add_argument("--sheet", default=None,
+                   help="contact sheet PNG (shows people: write it outside the repository)")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_eval_occlusion)
     q = ev.add_parser("landmarks", help="our landmarks vs hand-placed .tem points")
     q.add_argument("--data", required=True)
     q.add_argument("--limit", type=int, default=None)
@@ -109,6 +119,21 @@ def cmd_eval_fusion(args: argparse.Namespace) -> int:
         sheet = Path(args.sheet)
         ef.identity_plot(report, sheet.with_name(sheet.stem + "-identity.png"))
     report.pop("_images")
+    write_report(report, Path(args.json) if args.json else None)
+    return 0
+
+
+def cmd_eval_occlusion(args: argparse.Namespace) -> int:
+    from ..quality.evaluate import write_report
+    from ..quality.occlusion import occlusion_report, occlusion_sheet, occlusion_table
+
+    FusionParams(ratio=args.ratio)  # validates
+    report = occlusion_report(Path(args.data), pairs=args.pairs, ratio=args.ratio,
+                              progress=not args.quiet)
+    print(occlusion_table(report))
+    if args.sheet:
+        occlusion_sheet(report, Path(args.sheet))
+    report.pop("_sheet")
     write_report(report, Path(args.json) if args.json else None)
     return 0
 

@@ -243,3 +243,69 @@ def piecewise_affine(from_pts: np.ndarray, to_pts: np.ndarray, size: int,
                      anchors: np.ndarray) -> WarpField:
     """The field that moves `from_pts` onto `to_pts` (anchors stay put) over a size x size crop."""
     return MeshPlan.build(to_pts, anchors, size).field(from_pts, anchors)
+
+
+# Appearance registration of the source's features. The landmark model places its mesh
+# on each face with a person-specific bias of a few pixels (a nose tip read 3% of the eye
+# distance off to one side); warped mesh-to-mesh, the source's real nose then lands beside
+# the template's, and a head-pose reader sees a turned head. The features are therefore
+# registered by their look too: the warped source and the warped template are compared by
+# phase correlation of their fine detail around each feature, and the source's mesh points
+# there are moved by the shift found (with a smooth falloff), before the final warp.
+REGISTER_FEATURES: dict[str, tuple[tuple[int, ...], float]] = {
+    # name: (mesh points whose mean is the feature's centre, window half-side in eye dists)
+    "nose": ((1, 4, 5, 195, 197, 98, 327), 0.34),
+    "right_eye": ((33, 133, 159, 145), 0.3),
+    "left_eye": ((263, 362, 386, 374), 0.3),
+}
+REGISTER_MAX = 0.06  # eye distances: a larger shift is a mismatch, not a landmark bias
+REGISTER_MIN_RESPONSE = 0.04  # phase-correlation peak below this: no shift
+REGISTER_FALLOFF = 0.3  # eye distances: how far around a feature its mesh points follow
+REGISTER_PASSES = 2  # the warp is not a pure shift: a second look takes the rest
+
+
+def _detail(patch: np.ndarray) -> np.ndarray:
+    """Grey fine detail (skin tone and light removed): what two different faces share."""
+    grey = cv2.cvtColor(np.clip(patch, 0, 255).astype(np.float32), cv2.COLOR_RGB2GRAY)
+    return grey - cv2.GaussianBlur(grey, (0, 0), 3.0)
+
+
+def feature_shifts(source_warped: np.ndarray, template_warped: np.ndarray,
+                   shape: np.ndarray) -> dict[str, np.ndarray]:
+    """Per feature, the (dx, dy) in crop pixels by which the warped source's feature sits
+    off the warped template's (both on the fused `shape`); zero where unsure."""
+    size = source_warped.shape[0]
+    iod = float(np.linalg.norm(shape[468, :2] - shape[473, :2]))
+    shifts: dict[str, np.ndarray] = {}
+    for name, (points, half) in REGISTER_FEATURES.items():
+        cx, cy = shape[list(points), :2].mean(axis=0)
+        h = round(float(half * iod))
+        x0, y0 = round(float(cx)) - h, round(float(cy)) - h
+        if x0 < 0 or y0 < 0 or x0 + 2 * h > size or y0 + 2 * h > size or h < 8:
+            shifts[name] = np.zeros(2)
+            continue
+        box = (slice(y0, y0 + 2 * h), slice(x0, x0 + 2 * h))
+        window = cv2.createHanningWindow((2 * h, 2 * h), cv2.CV_32F)
+        (dx, dy), response = cv2.phaseCorrelate(_detail(template_warped[box]),
+                                                _detail(source_warped[box]), window)
+        shift = np.array([dx, dy])
+        if response < REGISTER_MIN_RESPONSE or np.linalg.norm(shift) > REGISTER_MAX * iod:
+            shift = np.zeros(2)
+        shifts[name] = shift
+    return shifts
+
+
+def register_landmarks(landmarks: np.ndarray, shape: np.ndarray,
+                       shifts: dict[str, np.ndarray]) -> np.ndarray:
+    """The source's landmarks moved so that warping onto `shape` puts each feature where
+    the template's is (`shifts` from `feature_shifts`); (N, 2+) like the input."""
+    out = landmarks.astype(np.float64).copy()
+    iod = float(np.linalg.norm(shape[468, :2] - shape[473, :2]))
+    for name, shift in shifts.items():
+        if not shift.any():
+            continue
+        centre = shape[list(REGISTER_FEATURES[name][0]), :2].mean(axis=0)
+        dist = np.linalg.norm(shape[:, :2] - centre, axis=1)
+        weight = np.exp(-((dist / (REGISTER_FALLOFF * iod)) ** 2))
+        out[:, :2] += weight[:, None] * shift
+    return out.astype(landmarks.dtype)

@@ -182,20 +182,31 @@ class Composite:
 
 
 def mix(source_warped: np.ndarray, template_warped: np.ndarray, shape: np.ndarray,
-        ratio: float, *, mouth_open: bool, region: Region = Region()) -> Composite:
-    """Recolour the source and mix it into the template by `ratio` inside the face mask."""
+        ratio: float, *, mouth_open: bool, region: Region = Region(),
+        source_trust: np.ndarray | None = None, template_trust: np.ndarray | None = None
+        ) -> Composite:
+    """Recolour the source and mix it into the template by `ratio` inside the face mask.
+
+    `source_trust` / `template_trust` (0..1, stages/occlusion.py), when given, scale the mix
+    weight: what covers the source stays out, what covers the template stays on top; both
+    also keep occluders out of the skin statistics the colour match uses."""
     size = template_warped.shape[0]
     src = source_warped.astype(np.float32)
     tpl = template_warped.astype(np.float32)
     face = face_mask(shape, size, region)
     skin = skin_mask(shape, size, face)
     weight = ratio * face
+    stats_skin = skin
+    for trust in (source_trust, template_trust):
+        if trust is not None:
+            weight = weight * trust
+            stats_skin = stats_skin * trust
     if mouth_open:
         weight = weight * (1.0 - mouth_mask(shape, size))
     image = tpl.copy()
     box = mask_box(weight > 0, pad=2)
     if box is not None:  # only the face's box is recoloured and mixed: ~half the crop
-        matched = match_colour(src[box], tpl[box], skin[box], sigma=size / 24.0)
+        matched = match_colour(src[box], tpl[box], stats_skin[box], sigma=size / 24.0)
         image[box] += weight[box][..., None] * (matched - tpl[box])
     return Composite(image=image, weight=weight, face=face, skin=skin)
 

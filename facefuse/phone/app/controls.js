@@ -35,8 +35,9 @@ export function readSpecs(contract) {
       group: p.group ?? meta.group ?? 'fusion',
       label: bilingual(p.label ?? p.labels ?? labels[p.name], p.name),
       help: bilingual(p.help ?? meta.help, ''),
+      desktopOnly: Boolean(p.desktop_only ?? meta.desktop_only),
     };
-  });
+  }).filter((spec) => !spec.desktopOnly); // not mirrored in the browser engine yet
 }
 
 export function readPresets(contract) {

@@ -50,6 +50,11 @@ export function validateParams(params, contract) {
     Object.assign(out, contract.presets[preset]);
   }
   Object.assign(out, given);
-  for (const spec of contract.params) validateOne(spec, out[spec.name]);
+  for (const spec of contract.params) {
+    validateOne(spec, out[spec.name]);
+    if (spec.desktop_only && out[spec.name] !== spec.default) {
+      throw new ParameterError(`${spec.name} is not available in the phone app yet (desktop only: facefuse fuse --${spec.name.replaceAll('_', '-')})`);
+    }
+  }
   return out;
 }

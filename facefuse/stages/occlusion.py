@@ -1,0 +1,139 @@
+"""Occlusion: how much each pixel of a face crop shows that person's own face.
+
+A fringe, a glasses frame, a hand or a hard shadow over the *source* would otherwise be
+recoloured as skin and mixed into the result (streaks over the brows, a grey ghost frame);
+the same things over the *template* would be painted over by the fused face. The texture
+stage multiplies its mix weight by both faces' trust maps: where the source is not trusted
+the template's own pixels stay, where the template is not trusted its occluder stays on top.
+
+The map is classical and cheap (no model): per pixel, the colour's distance from the face's
+own skin (robust statistics over the skin mask, so a fringe over a fifth of it does not move
+them), one-sided in lightness so highlights and soft shading stay skin; eyes, brows, lips and
+nostrils, which are not skin-coloured but are the face, are trusted by the landmarks. The
+phone app mirrors this function; every constant is named here.
+
+Input: an RGB crop (float or uint8, 0..255), the landmarks in crop pixels, the skin mask
+(0..1, the face minus eyes, brows, lips: texture.skin_mask). Output: float32 0..1, same side.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .mesh_topology import (
+    LEFT_BROW_POINTS,
+    LEFT_EYE_LOOP,
+    NOSE_POINTS,
+    OUTER_LIPS_LOOP,
+    RIGHT_BROW_POINTS,
+    RIGHT_EYE_LOOP,
+)
+
+WORK_FACTOR = 2  # the map is computed at half the crop's side and upsampled (it is smooth)
+FLOOR_SPREAD = np.array([4.0, 3.0, 3.0])  # LAB spread: L's always, a's and b's at least
+LIT_PERCENTILE = 75.0  # the lit skin's lightness: this percentile of the skin's L
+LIT_RANGE = 30.0  # L units below it where skin may still be (shading) for the local mean
+LOCAL_SIGMA = 1 / 12  # of the side: how local the lit-skin reference is
+DARKER_SLACK = 6.0  # L units darker than the lit skin that still count as skin shading
+TRUSTED_BELOW = 2.5  # normalised colour distance: fully trusted below ...
+DISTRUSTED_ABOVE = 4.5  # ... and not at all above
+SPECK = 3  # px at the working side: untrusted specks smaller than this are pores or moles
+GROW = 2  # px at the working side: an occluder's edge bleeds colour into its neighbours
+EYE_GROW = 0.1  # eye distances: lids, lashes and eye make-up around the eye's mesh outline
+
+
+def _grown(mask: np.ndarray, radius: float) -> np.ndarray:
+    r = max(1, round(radius))
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+
+
+def _features(shape: np.ndarray, side: int, scale: float) -> np.ndarray:
+    """Eyes with their lids and lashes, brows, lips and the nostrils (uint8 0/255) at the
+    working side: not skin-coloured, but the face."""
+    pts = shape[:, :2] * scale
+    eyes_at = [pts[list(loop)].mean(axis=0) for loop in (LEFT_EYE_LOOP, RIGHT_EYE_LOOP)]
+    iod = float(np.linalg.norm(eyes_at[0] - eyes_at[1]))
+    eyes = np.zeros((side, side), np.uint8)
+    for loop in (LEFT_EYE_LOOP, RIGHT_EYE_LOOP):
+        cv2.fillPoly(eyes, [np.round(pts[list(loop)]).astype(np.int32)], 255)
+    mask = _grown(eyes, EYE_GROW * iod)
+    for group in (LEFT_BROW_POINTS, RIGHT_BROW_POINTS):
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(pts[list(group)]).astype(np.int32)),
+                           255)
+    cv2.fillPoly(mask, [np.round(pts[list(OUTER_LIPS_LOOP)]).astype(np.int32)], 255)
+    nose = pts[list(NOSE_POINTS)]
+    eyes = pts[list(LEFT_EYE_LOOP) + list(RIGHT_EYE_LOOP)].mean(axis=0)
+    tip = pts[4]
+    lower = nose[nose[:, 1] > (eyes[1] + tip[1]) / 2]  # the nose's lower half: nostrils
+    if len(lower) >= 3:
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(lower).astype(np.int32)), 255)
+    return _grown(mask, side / 128)
+
+
+def _local_mean(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian mean of `values` over the weighted pixels only (normalised convolution),
+    at a quarter of the side: only low frequencies survive a blur this wide."""
+    h, w = values.shape
+    small = (max(1, w // 4), max(1, h // 4))
+    num = cv2.resize(values * weight, small, interpolation=cv2.INTER_AREA)
+    den = cv2.resize(weight, small, interpolation=cv2.INTER_AREA)
+    num = cv2.GaussianBlur(num, (0, 0), sigma / 4)
+    den = cv2.GaussianBlur(den, (0, 0), sigma / 4)
+    return cv2.resize(num / np.maximum(den, 1e-3), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def colour_trust(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """0..1 per pixel: how skin-like the colour is against the robust skin statistics.
+
+    Chroma (a, b) is compared with the skin's median; lightness one-sided (lighter than
+    skin is a highlight, still skin) against the *local* lit skin, so the soft shading of
+    a side-lit face stays skin while a fringe, a frame or a hard shadow's edge does not."""
+    sel = lab[skin > 0.5]
+    if len(sel) < 50:
+        return np.ones(lab.shape[:2], np.float32)
+    # The skin's own colour is the lit half's: a shadow over half the face is bluer, and
+    # must not pull the reference toward itself.
+    lit_half = sel[sel[:, 0] >= np.median(sel[:, 0])]
+    median = np.median(lit_half, axis=0)
+    spread = np.maximum(1.4826 * np.median(np.abs(lit_half - median), axis=0), FLOOR_SPREAD)
+    spread[0] = FLOOR_SPREAD[0]  # a shadow over half the skin would widen a measured one
+    diff = lab - median
+    chroma = np.sqrt((diff[..., 1] / spread[1]) ** 2 + (diff[..., 2] / spread[2]) ** 2)
+    # The lit skin around each pixel: skin-coloured pixels of the skin mask, not far below
+    # the skin's bright part, averaged locally (a hair band does not pull it down).
+    lit = np.percentile(sel[:, 0], LIT_PERCENTILE)
+    likely = ((skin > 0.5) & (chroma < TRUSTED_BELOW)
+              & (lab[..., 0] > lit - LIT_RANGE)).astype(np.float32)
+    if likely.sum() < 50:
+        likely = (skin > 0.5).astype(np.float32)
+    local = _local_mean(lab[..., 0], likely, LOCAL_SIGMA * lab.shape[0])
+    darker = np.maximum(np.minimum(local, lit) - lab[..., 0] - DARKER_SLACK, 0.0)
+    dist = np.sqrt((darker / spread[0]) ** 2 + chroma ** 2)
+    return np.clip((DISTRUSTED_ABOVE - dist) / (DISTRUSTED_ABOVE - TRUSTED_BELOW), 0, 1
+                   ).astype(np.float32)
+
+
+def trust_map(crop: np.ndarray, shape: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """How much each pixel of `crop` shows its own face (float32 0..1, the crop's side)."""
+    size = crop.shape[0]
+    side = size // WORK_FACTOR
+    scale = side / size
+    small = cv2.resize(np.clip(crop, 0, 255).astype(np.uint8), (side, side),
+                       interpolation=cv2.INTER_AREA)
+    # 8-bit LAB (a table look-up, 10x cheaper than float) back to L 0..100, a and b signed.
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab[..., 0] *= 100.0 / 255.0
+    lab[..., 1:] -= 128.0
+    skin_small = cv2.resize(skin.astype(np.float32), (side, side),
+                            interpolation=cv2.INTER_AREA)
+    trust = colour_trust(lab, skin_small)
+    untrusted = ((trust < 0.5) * 255).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (SPECK, SPECK))
+    untrusted = cv2.morphologyEx(untrusted, cv2.MORPH_OPEN, kernel)
+    grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GROW + 1, 2 * GROW + 1))
+    untrusted = cv2.dilate(untrusted, grow)
+    untrusted[_features(shape, side, scale) > 0] = 0
+    soft = cv2.GaussianBlur(untrusted.astype(np.float32) / 255.0, (0, 0), 1.2)
+    trust = 1.0 - soft
+    return cv2.resize(trust, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
