@@ -98,7 +98,7 @@ def test_occlusion_switch_changes_only_the_mix(engine, astronaut, astronaut_temp
     """Off, the pipeline computes no trust map; on, what both faces' maps trust fuses as
     before (only the skin statistics of the colour match move a little)."""
     on, off = {}, {}
-    engine.fuse(astronaut, astronaut_template, FusionParams(ratio=1.0), trace=on)
+    engine.fuse(astronaut, astronaut_template, FusionParams(ratio=1.0, occlusion=True), trace=on)
     engine.fuse(astronaut, astronaut_template, FusionParams(ratio=1.0, occlusion=False),
                 trace=off)
     assert "source_trust" in on and "source_trust" not in off
