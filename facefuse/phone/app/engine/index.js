@@ -195,9 +195,8 @@ let liveView = null;
 export async function startLive(source, params = {}, options = {}) {
   await loadEngine();
   const {contract} = engine;
-  stopLive();
-  const p = validate({...params, crop_size: LIVE_CROP, smoothing: 0, poisson: false,
-    resolution: 'original', template_face: 0}, contract);
+  await stopLive();
+  const p = liveParams(params, contract);
   const entry = await decoded(source, 'source', contract);
   const face = pickFace(await facesOf(entry, entry.rgb, p.det_threshold, contract, p.source_face !== 0),
       p.source_face, 'source', p.det_threshold);
@@ -218,9 +217,25 @@ export async function startLive(source, params = {}, options = {}) {
   return {canvas, video: liveView.video};
 }
 
-/** Stop the live view and release the camera. */
+/** The live path's parameters: the given values on the 320 crop, one face, no smoothing. */
+function liveParams(params, contract) {
+  return validate({...params, crop_size: LIVE_CROP, smoothing: 0, poisson: false,
+    resolution: 'original', template_face: 0}, contract);
+}
+
+/** Change the running live view's parameters (a slider, a gesture) from the next frame on;
+ * returns the validated values, or null when no live view runs. */
+export function updateLive(params) {
+  if (!liveView) return null;
+  liveView.params = liveParams(params, engine.contract);
+  return liveView.params;
+}
+
+/** Stop the live view and release the camera; resolves when the frame in flight is done. */
 export function stopLive() {
-  if (liveView) { liveView.stop(); liveView = null; }
+  const view = liveView;
+  liveView = null;
+  return view ? view.stop() : Promise.resolve();
 }
 
 /** The live view's figures since the last call (see LiveView.stats), or null. */
