@@ -97,6 +97,8 @@ def gesture(page, start: list[tuple[float, float]], end: list[tuple[float, float
 
 
 def centre_of(page, selector: str) -> tuple[float, float]:
+    """The element's centre in the viewport (scrolled into view: touches land on screen)."""
+    page.locator(selector).scroll_into_view_if_needed()
     box = page.locator(selector).bounding_box()
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
