@@ -82,7 +82,8 @@ def params(page) -> dict:
 
 def touch(page, kind: str, points: list[tuple[float, float]]) -> None:
     page.cdp.send("Input.dispatchTouchEvent", {
-        "type": kind, "touchPoints": [{"x": x, "y": y, "id": i} for i, (x, y) in enumerate(points)]})
+        "type": kind,
+        "touchPoints": [{"x": x, "y": y, "id": i} for i, (x, y) in enumerate(points)]})
 
 
 def gesture(page, start: list[tuple[float, float]], end: list[tuple[float, float]],
@@ -161,7 +162,8 @@ def start_live(page) -> dict:
         const end = performance.now() + limit;
         while (performance.now() < end) {
             const f = window.facefuse.lastLiveFrame();
-            if (f && f.box) return {input: Array.from(f.input.data), output: Array.from(f.output.data),
+            if (f && f.box) return {input: Array.from(f.input.data),
+                                    output: Array.from(f.output.data),
                                     w: f.input.w, h: f.input.h, box: f.box};
             await new Promise((resolve) => setTimeout(resolve, 100));
         }
@@ -196,8 +198,8 @@ def test_live_view_fuses_camera_frames_and_the_shutter_saves_a_tagged_still(app)
         cx, cy = centre_of(page, "#live-view")
         gesture(page, [(cx - 15, cy), (cx + 15, cy)], [(cx - 25, cy), (cx + 25, cy)])
         assert 1.0 < params(page)["region_scale"] <= 1.3
-        page.wait_for_function("() => /fps/.test(document.getElementById('live-stats').textContent)",
-                               timeout=30_000)
+        page.wait_for_function(
+            "() => /fps/.test(document.getElementById('live-stats').textContent)", timeout=30_000)
 
         with page.expect_download(timeout=300_000) as download:
             page.tap("#shutter")

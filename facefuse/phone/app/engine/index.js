@@ -49,14 +49,15 @@ export function loadContract() {
 }
 
 /** Load the models (Face Mesh, the U-Net) once; later calls return the same engine.
- * options.refiner = false skips loading the U-Net (fusion then needs refine: false). */
+ * options.refiner = false skips loading the U-Net (fusion then needs refine: false);
+ * options.refinerUrl: the U-Net file's address when the page serves it elsewhere. */
 export function loadEngine(options = {}) {
   if (!loading) {
     loading = (async () => {
       const contract = await loadContract();
       // One after the other: both runtimes are Emscripten builds that pass their set-up
       // through the same globals while they load.
-      const refiner = options.refiner === false ? null : await loadRefiner(APP_BASE, contract);
+      const refiner = options.refiner === false ? null : await loadRefiner(APP_BASE, contract, options.refinerUrl);
       const mesh = await loadMesh(APP_BASE);
       // Build the default threshold's face finder now and run both graphs once on a blank
       // frame, so their detector's set-up is paid here, not by the first photo. (The
