@@ -47,7 +47,9 @@ const toggle = element.querySelector('.ff-live-toggle');
 const info = element.querySelector('.ff-live-stats');
 const canvas = element.querySelector('.ff-live-view');
 let api = null, timer = 0, running = false;
-element.ffLive = {get running() { return running; }, tracked: 0};
+// The tab's figures, each second's stats() (stats() restarts its counters when read).
+const figures = {get running() { return running; }, tracked: 0, history: []};
+window.facefuseLive = figures;
 
 // The Album tab's controls (elem_id param-NAME): sliders and checkboxes as set there.
 function albumParams() {
@@ -72,7 +74,9 @@ async function albumSource() {
 function show() {
   const s = api.stats();
   if (!s) return;
-  element.ffLive.tracked += s.faces_tracked;
+  figures.tracked += s.faces_tracked;
+  figures.history.push(s);
+  if (figures.history.length > 600) figures.history.shift();
   info.textContent = `${s.fps.toFixed(1)} fps · ${s.frame_ms_p50.toFixed(0)} ms ` +
     `(p95 ${s.frame_ms_p95.toFixed(0)}) · faces ${s.faces_tracked} · dropped ${s.frames_dropped}`;
 }
