@@ -237,6 +237,7 @@ def test_camera_tab_with_a_fake_camera(server, photos, tmp_path, astronaut):
         page.goto(server["url"], wait_until="load")
         page.locator("#source input[type=file]").set_input_files(str(photos["source"]))
         page.get_by_role("tab", name="Live").click()
+        page.locator("#live-server").get_by_text("Server round trip").click()
         page.locator("#webcam [title='grant webcam access'] button").click()
         page.locator("#webcam button[aria-label='capture photo']").click()
         expect(page.locator("#live-out img")).to_be_visible(timeout=60_000)
@@ -249,6 +250,59 @@ def test_camera_tab_with_a_fake_camera(server, photos, tmp_path, astronaut):
         page.screenshot(path=str(ARTIFACTS / "live.png"))
         context.close()
         browser.close()
+
+
+@needs_browser
+def test_live_tab_runs_the_engine_in_the_browser(server, photos, tmp_path, astronaut):
+    """The Live tab runs the phone app's engine in the page (issue #16): the Album tab's
+    source on Chromium's fake camera gives fused frames, and no frame goes to the server."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from facefuse.quality.phone_browser import CHROMIUM_FLAGS as WEBGL_FLAGS
+    from facefuse.runners.live import make_face_video, video_to_y4m
+
+    y4m = video_to_y4m(make_face_video(astronaut, tmp_path / "face.mp4", frames=30),
+                       tmp_path / "face.y4m")
+    flags = [*WEBGL_FLAGS, "--use-fake-device-for-media-stream",
+             "--use-fake-ui-for-media-stream", f"--use-file-for-fake-video-capture={y4m}"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=flags)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                      permissions=["camera"])
+        page = context.new_page()
+        outside: list[str] = []
+        _watch_requests(page, server["url"].rstrip("/"), outside)
+        page.goto(server["url"], wait_until="load")
+        page.locator("#source input[type=file]").set_input_files(str(photos["template"]))
+        expect(page.locator("#source img")).to_be_visible(timeout=60_000)
+        page.get_by_role("tab", name="Live").click()
+        sent: list[str] = []
+        page.on("request", lambda r: r.method != "GET" and sent.append(r.url))
+        page.locator("#live-browser .ff-live-toggle").click()
+        frame = page.evaluate("""async () => {
+            const end = performance.now() + 240000;
+            while (performance.now() < end) {
+                const f = window.facefuse && window.facefuse.lastLiveFrame();
+                if (f && f.box) return {input: Array.from(f.input.data),
+                                        output: Array.from(f.output.data),
+                                        w: f.input.w, h: f.input.h, box: f.box};
+                await new Promise((resolve) => setTimeout(resolve, 100));
+            }
+            return null;
+        }""")
+        assert frame is not None, "no live frame with a tracked face within 240 s"
+        expect(page.locator("#live-browser .ff-live-stats")).to_contain_text("fps",
+                                                                            timeout=30_000)
+        page.locator("#live-browser .ff-live-toggle").click()
+        context.close()
+        browser.close()
+    shape = (frame["h"], frame["w"], 3)
+    before = np.asarray(frame["input"], np.uint8).reshape(shape).astype(int)
+    after = np.asarray(frame["output"], np.uint8).reshape(shape).astype(int)
+    x0, y0, x1, y1 = (max(0, int(v)) for v in frame["box"])
+    assert np.abs(after - before)[y0:y1, x0:x1].mean() > 3  # the face moved toward the source
+    assert sent == []  # nothing was posted: the frames stayed in the page
+    assert outside == []
 
 
 @needs_browser

@@ -16,13 +16,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", default=None,
                    help="comma list of album,live,preview,refiner,phone,video (default: "
                    "all), or webui-load (the WebUI under many users), cluster (the batch on "
-                   "Ray, 1 and 2 workers, vs local), phone-album, phone-app-start (the phone "
-                   "app in Chromium)")
+                   "Ray, 1 and 2 workers, vs local), phone-album, phone-app-start, phone-app "
+                   "(the phone app in Chromium; phone-app: its live view), webui-live")
     p.add_argument("--models", default=None, help="an export folder (facefuse export -o) for "
                    "the phone table; default: the shipped models")
     p.add_argument("--sizes", default="512,320", help="sizes of the phone table")
     p.add_argument("--clients", type=int, default=200, help="webui-load: simulated users")
     p.add_argument("--seconds", type=float, default=120.0, help="webui-load: duration")
+    p.add_argument("--live-seconds", type=float, default=30.0,
+                   help="phone-app, webui-live: seconds measured per configuration")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None, help="write a PNG chart here")
     p.set_defaults(func=cmd_bench)
@@ -74,6 +76,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         photos = [source] + [load_image(t) for _, t in pairs[1:5]]
         report["webui_load"] = run_load(photos, LoadConfig(clients=args.clients,
                                                            duration_s=args.seconds))
+    if "phone-app" in parts:  # the phone app's live view in Chromium, a fake camera
+        report["phone_app_live"] = bench.bench_phone_app_live(
+            pairs[0][0], pairs[0][1], seconds=args.live_seconds)
+    if "webui-live" in parts:  # the WebUI's Live tab: server round trip vs in the page
+        report["webui_live"] = bench.bench_webui_live(pairs[0][0], pairs[0][1],
+                                                      seconds=args.live_seconds)
     if "phone-album" in parts:  # the phone app's engine in Chromium
         report["phone_album"] = bench.bench_phone_album(pairs)
     if "video" in parts:

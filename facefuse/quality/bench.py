@@ -11,6 +11,9 @@
 - cluster: the batch on a private Ray with 1 and 2 workers against the local batch;
 - phone: per backend x size, each in a fresh subprocess: file size, load time, warm latency
   p50/p95, peak RSS, and face-region PSNR against ONNX FP32 on held-out faces;
+- phone-app: the phone app's live view in Chromium (fake camera of a real face) at CPU
+  throttling 1x and 4x, refiner on and off;
+- webui-live: the WebUI's Live tab, the server round trip against the in-browser view;
 - phone-album: the phone app's engine in headless Chromium (Pixel 7 profile, no throttling)
   on 1350 px pairs: engine load, first fusion, per-stage ms, and the Python pipeline on the
   same pairs in the same run, with the face-region PSNR between the two results.
@@ -482,7 +485,8 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    live = report.get("phone_app_live", {}).get("rows", [])
+    fig, axes = plt.subplots(1, 3 if live else 2, figsize=(18 if live else 12, 4.5))
     rows = [r for r in report.get("phone", []) if "p50_ms" in r]
     labels = [f"{r['backend']}\n{r['size']}" for r in rows]
     axes[0].bar(labels, [r["p50_ms"] for r in rows], color="#4c72b0")
@@ -512,6 +516,16 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     axes[1].set_title("End-to-end pipeline per stage")
     axes[1].legend(fontsize=8)
     axes[1].tick_params(axis="x", labelsize=8)
+    if live:  # the phone app's live view: fps per throttling x refiner, with the goals
+        names = [f"{x['throttle']}x\nrefine {'on' if x['refine'] else 'off'}" for x in live]
+        axes[2].bar(names, [x["fps"] for x in live], color="#55a868")
+        for rate, goal in ((1, report["phone_app_live"]["goal"]["fps_1x"]),
+                           (4, report["phone_app_live"]["goal"]["fps_4x"])):
+            axes[2].axhline(goal, ls="--", lw=1, color="grey")
+            axes[2].annotate(f"goal {rate}x", (0, goal), fontsize=8, va="bottom")
+        axes[2].set_ylabel("frames per second")
+        axes[2].set_title("Phone app live view (Chromium, software WebGL)")
+        axes[2].tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -576,6 +590,181 @@ def bench_phone_album(pairs: list[tuple[Path, Path]]) -> dict[str, Any]:
             "stages_ms": {k: statistics.median(v) for k, v in stages.items()},
             "face_psnr_vs_python_db": statistics.median(psnrs),
             "face_psnr_vs_python_db_min": min(psnrs), "target_s": 1.5}
+
+
+LIVE_START_JS = """async ([source, refine]) => {
+  const blob = new Blob([Uint8Array.from(atob(source), (c) => c.charCodeAt(0))],
+                        {type: 'image/jpeg'});
+  await window.facefuse.startLive(blob, {refine});
+}"""
+
+
+def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0,
+                         throttles: tuple[int, ...] = (1, 4)) -> dict[str, Any]:
+    """The phone app's live view in Chromium (Pixel 7 profile, software WebGL) on a fake
+    camera that films a real face (a .y4m made from `camera_photo` as the desktop live bench
+    makes its clip): per CPU throttling rate (CDP Emulation.setCPUThrottlingRate; 4x stands
+    in for a mid-range phone) and refiner on/off, fps, frame ms p50/p95, per-stage ms, faces
+    tracked, frames dropped and the JS heap before/after `seconds` of running."""
+    import base64
+
+    from playwright.sync_api import sync_playwright
+
+    from ..runners.live import make_face_video, video_to_y4m
+    from .phone_browser import CHROMIUM_FLAGS, chromium_path, serve_app
+
+    if chromium_path() is None:
+        return {"note": "chromium is not installed"}
+    blob = base64.b64encode(source.read_bytes()).decode()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = video_to_y4m(make_face_video(load_image(camera_photo), Path(tmp) / "face.mp4",
+                                            frames=150), Path(tmp) / "face.y4m")
+        flags = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                 f"--use-file-for-fake-video-capture={clip}"]
+        with serve_app() as base, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium_path(),
+                                         args=[*CHROMIUM_FLAGS, *flags])
+            context = browser.new_context(**pw.devices["Pixel 7"])
+            context.grant_permissions(["camera"], origin=base)
+            page = context.new_page()
+            page.goto(base + "/index.html")
+            page.wait_for_function("() => document.documentElement.dataset.ready === 'engine'",
+                                   timeout=180_000)
+            load = page.evaluate("() => Object.fromEntries(['facefuse-shell', "
+                                 "'facefuse-engine'].map(n => [n.slice(9), "
+                                 "performance.getEntriesByName(n)[0]?.startTime ?? null]))")
+            cdp = context.new_cdp_session(page)
+
+            def heap_mb() -> float:
+                cdp.send("HeapProfiler.collectGarbage")
+                return cdp.send("Runtime.getHeapUsage")["usedSize"] / 2 ** 20
+
+            for rate in throttles:
+                cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
+                for refine in (True, False):
+                    page.evaluate(LIVE_START_JS, [blob, refine])
+                    page.wait_for_function("() => window.facefuse.lastLiveFrame()?.box",
+                                           timeout=300_000, polling=500)
+                    time.sleep(2.0)  # past the first frames' warm-up
+                    page.evaluate("window.facefuse.stats()")
+                    before = heap_mb()
+                    time.sleep(seconds)
+                    stats = page.evaluate("window.facefuse.stats()")
+                    after = heap_mb()
+                    page.evaluate("window.facefuse.stopLive()")
+                    rows.append({"throttle": rate, "refine": refine, "seconds": seconds,
+                                 **stats, "heap_mb_before": before, "heap_mb_after": after})
+            cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
+            browser.close()
+    return {"load_ms": load, "rows": rows, "camera": camera_photo.name, "source": source.name,
+            "goal": {"fps_1x": 25, "fps_4x": 12, "p95_ms_4x": 100}}
+
+
+def bench_webui_live(source: Path, camera_photo: Path, seconds: float = 20.0
+                     ) -> dict[str, Any]:
+    """The WebUI's Live tab as a user sees it (Chromium, fake camera of a real face, no
+    throttling): frames delivered per second by the server round trip (each frame uploaded,
+    fused by the Python pipeline, downloaded: distinct fused images shown) against the
+    in-browser live view (the phone app's engine in the page), same server, same run."""
+    import socket
+
+    from playwright.sync_api import sync_playwright
+
+    from ..pipeline import FaceFuser
+    from ..runners.live import make_face_video, video_to_y4m
+    from ..webui import create_app, launch_kwargs
+    from .phone_browser import CHROMIUM_FLAGS, chromium_path
+
+    if chromium_path() is None:
+        return {"note": "chromium is not installed"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp, FaceFuser() as engine:
+        clip = video_to_y4m(make_face_video(load_image(camera_photo), Path(tmp) / "face.mp4",
+                                            frames=150), Path(tmp) / "face.y4m")
+        _, demo = create_app(Path(tmp) / "outputs", engine)
+        demo.launch(prevent_thread_lock=True, **{**launch_kwargs("127.0.0.1", port),
+                                                 "quiet": True})
+        flags = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                 f"--use-file-for-fake-video-capture={clip}"]
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=chromium_path(),
+                                             args=[*CHROMIUM_FLAGS, *flags])
+                context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                              permissions=["camera"])
+
+                def live_tab():
+                    page = context.new_page()
+                    page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
+                    page.locator("#source input[type=file]").set_input_files(str(source))
+                    page.locator("#source img").wait_for(timeout=120_000)
+                    page.get_by_role("tab", name="Live").click()
+                    return page
+
+                # before: the server round trip, counted as distinct fused images shown
+                page = live_tab()
+                page.locator("#live-server").get_by_text("Server round trip").click()
+                page.locator("#webcam [title='grant webcam access'] button").click()
+                page.locator("#webcam button[aria-label='capture photo']").click()
+                page.locator("#live-out img").wait_for(timeout=120_000)
+                time.sleep(3.0)
+                shown, end = set(), time.perf_counter() + seconds
+                while time.perf_counter() < end:
+                    shown.add(page.locator("#live-out img").get_attribute("src"))
+                    time.sleep(0.01)
+                before = {"fps": (len(shown) - 1) / seconds,
+                          "message": page.locator("#live-msg").inner_text()}
+                page.close()  # ends its stream
+                # after: the in-browser live view, in a fresh page
+                page = live_tab()
+                page.locator("#live-browser .ff-live-toggle").click()
+                page.wait_for_function("() => window.facefuse?.lastLiveFrame()?.box",
+                                       timeout=300_000, polling=500)
+                time.sleep(2.0)
+                # the tab reads stats() every second itself: take its seconds in the window
+                start = page.evaluate("window.facefuseLive.history.length")
+                time.sleep(seconds)
+                seen = page.evaluate(f"window.facefuseLive.history.slice({start})")
+                after = {"fps": sum(s["frames"] for s in seen) / seconds,
+                         "frame_ms_p50": statistics.median(
+                             [s["frame_ms_p50"] for s in seen if s["frames"]] or [0.0]),
+                         "frame_ms_p95": max([s["frame_ms_p95"] for s in seen] or [0.0])}
+                browser.close()
+        finally:
+            demo.close()
+    return {"seconds": seconds, "round_trip_fps": before["fps"],
+            "round_trip_message": before["message"], "in_browser": after}
+
+
+def phone_app_live_markdown(r: dict[str, Any]) -> list[str]:
+    if "note" in r:
+        return [f"Phone app live view: not measured ({r['note']})", ""]
+    lines = ["### Phone app live view (Chromium, Pixel 7 profile, software WebGL, fake "
+             f"camera of {r['camera']}, source {r['source']})", "",
+             f"App load: controls usable {r['load_ms']['shell']:.0f} ms, engine ready "
+             f"{r['load_ms']['engine']:.0f} ms (first visit, no throttling).", "",
+             "| CPU throttling | refiner | fps | frame ms p50 | p95 | faces tracked | "
+             "frames dropped | JS heap MB before -> after |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for x in r["rows"]:
+        lines.append(f"| {x['throttle']}x | {'on' if x['refine'] else 'off'} | {x['fps']:.1f} | "
+                     f"{x['frame_ms_p50']:.0f} | {x['frame_ms_p95']:.0f} | "
+                     f"{x['faces_tracked']} | {x['frames_dropped']} | "
+                     f"{x['heap_mb_before']:.1f} -> {x['heap_mb_after']:.1f} |")
+    stages = [k for k in ("analyse", "align", "geometry", "texture", "refine", "finish",
+                          "paste") if any(k in x["stages_ms"] for x in r["rows"])]
+    lines += ["", "| live frame, ms (median) | " + " | ".join(stages) + " |",
+              "|---|" + "---:|" * len(stages)]
+    for x in r["rows"]:
+        lines.append(f"| {x['throttle']}x, refiner {'on' if x['refine'] else 'off'} | "
+                     + " | ".join(f"{x['stages_ms'].get(k, 0.0):.0f}" for k in stages) + " |")
+    g = r["goal"]
+    lines += ["", f"Goal (refiner on): >= {g['fps_1x']} fps at 1x, >= {g['fps_4x']} fps at 4x, "
+              f"p95 <= {g['p95_ms_4x']} ms at 4x; {r['rows'][0]['seconds']:.0f} s per row.", ""]
+    return lines
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -662,6 +851,22 @@ def markdown(report: dict[str, Any]) -> str:
 
         lines += ["### WebUI under load (real server on 127.0.0.1, simulated users)", "",
                   load_table(report["webui_load"]), ""]
+    if report.get("phone_app_live"):
+        lines += phone_app_live_markdown(report["phone_app_live"])
+    if report.get("webui_live"):
+        w = report["webui_live"]
+        if "note" in w:
+            lines += [f"WebUI Live tab: not measured ({w['note']})", ""]
+        else:
+            b = w["in_browser"]
+            lines += ["### WebUI Live tab (Chromium, fake camera, no throttling)", "",
+                      "| Live tab | delivered fps | frame ms p50 | p95 |", "|---|---:|---:|---:|",
+                      f"| before: each frame through the server (Gradio round trip) | "
+                      f"{w['round_trip_fps']:.1f} | | |",
+                      f"| after: in the page (the phone app's engine) | {b['fps']:.1f} | "
+                      f"{b['frame_ms_p50']:.0f} | {b['frame_ms_p95']:.0f} |", "",
+                      f"Round trip's last message: {w['round_trip_message'].strip()}; "
+                      f"{w['seconds']:.0f} s each.", ""]
     if report.get("phone_album"):
         a = report["phone_album"]
         if "note" in a:

@@ -307,6 +307,7 @@ class WebApp:
         import gradio as gr
         from gradio.utils import get_upload_folder
 
+        from . import live_tab
         from .files import ResultStore, read_with_facefuse, serve_privately
 
         # Every image the server computes is served from a file of its own (files.py).
@@ -370,16 +371,21 @@ class WebApp:
                     gallery = gr.Gallery(label="本次历史 / History", columns=6, height=200,
                                          elem_id="history")
                 with gr.Tab("实时预览 / Live", id="live"):
-                    gr.Markdown("用图片融合页的源人脸，对摄像头画面实时融合（320 裁剪，跟踪模式）/ "
-                                "Uses the Album tab's source face on your camera, live "
-                                "(320 crop, tracking).")
-                    with gr.Row():
-                        webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy",
-                                          label="摄像头 / Camera", elem_id="webcam")
-                        live_out = serve_privately(gr.Image(
-                            label="融合 / Fused", interactive=False, elem_id="live-out"),
-                            store, provenance=True)
-                    live_msg = gr.Markdown(elem_id="live-msg")
+                    live_tab.build()  # in this browser: the phone app's engine
+                    with gr.Accordion("服务器往返模式 / Server round trip (each frame "
+                                      "through the server)", open=False, elem_id="live-server"):
+                        gr.Markdown("用图片融合页的源人脸，对摄像头画面实时融合"
+                                    "（320 裁剪，跟踪模式）/ "
+                                    "Uses the Album tab's source face on your camera, live "
+                                    "(320 crop, tracking).")
+                        with gr.Row():
+                            webcam = gr.Image(sources=["webcam"], streaming=True,
+                                              type="numpy", label="摄像头 / Camera",
+                                              elem_id="webcam")
+                            live_out = serve_privately(gr.Image(
+                                label="融合 / Fused", interactive=False, elem_id="live-out"),
+                                store, provenance=True)
+                        live_msg = gr.Markdown(elem_id="live-msg")
                 with gr.Tab("批量 / Batch", id="batch"):
                     with gr.Row():
                         batch_source = upload_image(

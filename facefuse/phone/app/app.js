@@ -3,6 +3,7 @@
 // API the page exposes as window.facefuse); this file only wires the page to it.
 
 import { buildControls, readPresets, readSpecs } from './controls.js';
+import { attachGestures } from './gestures.js';
 import { taggedBlob } from './provenance.js';
 
 const $ = (id) => document.getElementById(id);
@@ -13,7 +14,9 @@ const state = {
   api: null, specs: [], presets: {}, params: {}, setControl: () => {},
   photos: { source: null, template: null }, faces: [], preview: { busy: false, again: false },
   queue: Promise.resolve(),
+  live: { running: false, video: null, timer: 0, stats: null, tracked: 0 },
 };
+const LIVE_STATS_MS = 1000;
 
 /** Run engine calls one at a time: a fuse tapped while a preview runs waits for it (the
  * landmark graphs take one image at a time). */
@@ -49,7 +52,22 @@ function onParam(name, value, phase) {
   state.params[name] = value;
   if (name === 'template_face') renderFaceChips();
   if (name === 'det_threshold' && phase === 'change') detectTemplateFaces();
+  else if (state.live.running) updateLive();
   else schedulePreview();
+}
+
+/** A gesture's region values: into the parameters, onto their sliders, then the picture. */
+function onGesture(changes, phase) {
+  for (const [name, value] of Object.entries(changes)) {
+    state.params[name] = value;
+    state.setControl(name, value);
+  }
+  if (!Object.keys(changes).length && phase === 'change') return;
+  if (state.live.running) updateLive(); else schedulePreview();
+}
+
+function updateLive() {
+  try { state.api.updateLive(state.params); } catch (err) { showError(err); }
 }
 
 function toImageData(image) {
@@ -172,11 +190,14 @@ async function pickPhoto(role, file) {
 
 function updateButtons() {
   $('fuse').disabled = !(state.api && state.photos.source && state.photos.template);
+  $('live-toggle').disabled = !(state.api && state.photos.source);
+  $('shutter').disabled = !state.live.running;
 }
 
 function schedulePreview() {
   const { source, template } = state.photos;
-  if (!state.api || !source || !template) return;
+  // While the camera runs the live view is the preview (both would need the landmark graphs).
+  if (!state.api || !source || !template || state.live.running) return;
   if (state.preview.busy) { state.preview.again = true; return; }
   state.preview.busy = true;
   const params = { ...state.params };
@@ -189,16 +210,18 @@ function schedulePreview() {
     });
 }
 
-async function fuseFull() {
-  const { source, template } = state.photos;
+async function fuseFull(templateFile = state.photos.template?.file) {
+  const { source } = state.photos;
   const button = $('fuse');
   button.disabled = true;
   showError(null);
   setStatus('正在融合… / fusing…');
   try {
     const params = { ...state.params };
-    const out = await exclusive(() => state.api.fuse(source.file, template.file, params));
+    const out = await exclusive(() => state.api.fuse(source.file, templateFile, params));
     state.result = out.image;
+    state.resultTemplate = templateFile === state.photos.template?.file
+      ? state.photos.template.bitmap : await createImageBitmap(templateFile);
     draw($('result'), out.image);
     const times = Object.entries(out.timings ?? {})
       .map(([k, v]) => `${k} ${Number(v).toFixed(0)} ms`).join(' · ');
@@ -208,9 +231,11 @@ async function fuseFull() {
     $('result-box').scrollIntoView({ behavior: 'smooth', block: 'start' });
     $('share').hidden = !navigator.share;
     setStatus('完成 / done');
+    return true;
   } catch (err) {
     showError(err);
     setStatus('未完成 / not done');
+    return false;
   } finally {
     updateButtons();
   }
@@ -247,7 +272,7 @@ async function shareResult() {
 /** Press and hold the result to see the template as it was (the WebUI's before/after). */
 function holdToCompare(canvas) {
   const show = (before) => {
-    const template = state.photos.template?.bitmap;
+    const template = state.resultTemplate ?? state.photos.template?.bitmap;
     if (!state.result || !template) return;
     if (before) canvas.getContext('2d').drawImage(template, 0, 0, canvas.width, canvas.height);
     else canvas.getContext('2d').putImageData(toImageData(state.result), 0, 0);
@@ -257,6 +282,81 @@ function holdToCompare(canvas) {
     canvas.addEventListener(type, () => show(false));
   }
   canvas.addEventListener('contextmenu', (e) => e.preventDefault());  // no long-press menu
+}
+
+// ------------------------------------------------------------------ the live view (#16)
+
+function showLiveStats() {
+  const s = state.api.stats();
+  if (!s) return;
+  state.live.stats = s;
+  state.live.tracked += s.faces_tracked;  // fused frames since the page opened
+  $('live-stats').textContent = `${s.fps.toFixed(1)} fps · ${s.frame_ms_p50.toFixed(0)} ms ` +
+    `(p95 ${s.frame_ms_p95.toFixed(0)}) · 人脸 / faces ${s.faces_tracked} · ` +
+    `丢帧 / dropped ${s.frames_dropped}`;
+}
+
+/** The front camera with the source fused into every frame, on the engine's 320 crop path. */
+async function startLive() {
+  showError(null);
+  setStatus('正在打开相机… / opening the camera…');
+  try {
+    const canvas = $('live-view');
+    const { video } = await exclusive(() => state.api.startLive(state.photos.source.file,
+      { ...state.params }, { canvas }));
+    state.live.running = true;
+    state.live.video = video;
+    canvas.hidden = false;
+    state.live.timer = setInterval(showLiveStats, LIVE_STATS_MS);
+    $('live-toggle').textContent = '停止实时 / Stop live';
+    setStatus('实时 / live');
+  } catch (err) {
+    showError(err);
+    setStatus('相机未打开 / the camera did not open');
+  }
+  updateButtons();
+}
+
+async function stopLive() {
+  const stopped = state.api.stopLive();
+  clearInterval(state.live.timer);
+  state.live.running = false;
+  state.live.video = null;
+  $('live-toggle').textContent = '开始实时 / Start live';
+  updateButtons();
+  await stopped;  // the frame in flight has finished with the landmark graphs
+  schedulePreview();
+}
+
+/** The camera's frame at its full resolution, fused by the album path (the full crop, every
+ * stage) and saved with the AI tag; the live view pauses meanwhile and then goes on. */
+async function shutter() {
+  const video = state.live.video;
+  if (!video || !state.live.running) return;
+  const still = document.createElement('canvas');
+  still.width = video.videoWidth; still.height = video.videoHeight;
+  still.getContext('2d').drawImage(video, 0, 0);
+  const blob = await new Promise((resolve) => still.toBlob(resolve, 'image/png'));
+  const file = new File([blob], 'camera.png', { type: 'image/png' });
+  await stopLive();
+  if (await fuseFull(file)) await saveResult();
+  await startLive();
+}
+
+function liveFaceSize(canvas) {
+  const frame = state.api?.lastLiveFrame();
+  if (!frame?.box || !canvas.width) return null;
+  const k = canvas.clientWidth / canvas.width;
+  return { w: (frame.box[2] - frame.box[0]) * k, h: (frame.box[3] - frame.box[1]) * k };
+}
+
+function previewFaceSize(canvas) {
+  const face = state.faces[state.params.template_face === 'all' ? 0 : state.params.template_face];
+  const bitmap = state.photos.template?.bitmap;
+  if (!face || !bitmap) return null;
+  const { x0, y0, x1, y1 } = faceBox(face);
+  const k = canvas.clientWidth / bitmap.width;
+  return { w: (x1 - x0) * k, h: (y1 - y0) * k };
 }
 
 async function registerOffline() {
@@ -304,10 +404,17 @@ async function start() {
       $(`${role}-${suffix}`).addEventListener('change', (e) => pickPhoto(role, e.target.files[0]));
     }
   }
-  $('fuse').addEventListener('click', fuseFull);
+  $('fuse').addEventListener('click', () => fuseFull());
   $('save').addEventListener('click', saveResult);
   $('share').addEventListener('click', shareResult);
   holdToCompare($('result'));
+  $('live-toggle').addEventListener('click', () => (state.live.running ? stopLive() : startLive()));
+  $('shutter').addEventListener('click', shutter);
+  const read = () => state.params;
+  attachGestures($('preview'), { specs: state.specs, read, write: onGesture,
+    faceSize: () => previewFaceSize($('preview')) });
+  attachGestures($('live-view'), { specs: state.specs, read, write: onGesture,
+    faceSize: () => liveFaceSize($('live-view')) });
   document.documentElement.dataset.ready = 'shell';
   performance.mark('facefuse-shell');  // controls usable (facefuse bench --only phone-app-start)
   setStatus('正在加载引擎… / loading the engine…');

@@ -49,14 +49,15 @@ export function loadContract() {
 }
 
 /** Load the models (Face Mesh, the U-Net) once; later calls return the same engine.
- * options.refiner = false skips loading the U-Net (fusion then needs refine: false). */
+ * options.refiner = false skips loading the U-Net (fusion then needs refine: false);
+ * options.refinerUrl: the U-Net file's address when the page serves it elsewhere. */
 export function loadEngine(options = {}) {
   if (!loading) {
     loading = (async () => {
       const contract = await loadContract();
       // One after the other: both runtimes are Emscripten builds that pass their set-up
       // through the same globals while they load.
-      const refiner = options.refiner === false ? null : await loadRefiner(APP_BASE, contract);
+      const refiner = options.refiner === false ? null : await loadRefiner(APP_BASE, contract, options.refinerUrl);
       const mesh = await loadMesh(APP_BASE);
       // Build the default threshold's face finder now and run both graphs once on a blank
       // frame, so their detector's set-up is paid here, not by the first photo. (The
@@ -195,9 +196,8 @@ let liveView = null;
 export async function startLive(source, params = {}, options = {}) {
   await loadEngine();
   const {contract} = engine;
-  stopLive();
-  const p = validate({...params, crop_size: LIVE_CROP, smoothing: 0, poisson: false,
-    resolution: 'original', template_face: 0}, contract);
+  await stopLive();
+  const p = liveParams(params, contract);
   const entry = await decoded(source, 'source', contract);
   const face = pickFace(await facesOf(entry, entry.rgb, p.det_threshold, contract, p.source_face !== 0),
       p.source_face, 'source', p.det_threshold);
@@ -218,9 +218,25 @@ export async function startLive(source, params = {}, options = {}) {
   return {canvas, video: liveView.video};
 }
 
-/** Stop the live view and release the camera. */
+/** The live path's parameters: the given values on the 320 crop, one face, no smoothing. */
+function liveParams(params, contract) {
+  return validate({...params, crop_size: LIVE_CROP, smoothing: 0, poisson: false,
+    resolution: 'original', template_face: 0}, contract);
+}
+
+/** Change the running live view's parameters (a slider, a gesture) from the next frame on;
+ * returns the validated values, or null when no live view runs. */
+export function updateLive(params) {
+  if (!liveView) return null;
+  liveView.params = liveParams(params, engine.contract);
+  return liveView.params;
+}
+
+/** Stop the live view and release the camera; resolves when the frame in flight is done. */
 export function stopLive() {
-  if (liveView) { liveView.stop(); liveView = null; }
+  const view = liveView;
+  liveView = null;
+  return view ? view.stop() : Promise.resolve();
 }
 
 /** The live view's figures since the last call (see LiveView.stats), or null. */

@@ -50,6 +50,8 @@ export class LiveView {
 
   async process() {
     this.busy = true;
+    let done;
+    this.inFlight = new Promise((resolve) => { done = resolve; });
     const t0 = performance.now();
     const timings = new Timings();
     try {
@@ -79,6 +81,7 @@ export class LiveView {
       if (this.frames.length > WINDOW) this.frames.shift();
     } finally {
       this.busy = false;
+      done();
     }
   }
 
@@ -104,10 +107,13 @@ export class LiveView {
     return result;
   }
 
+  /** Stop and release the camera; resolves once the frame in flight (if any) is done, so
+   * the landmark graphs are free for the next caller. */
   stop() {
     this.running = false;
     for (const track of this.stream.getTracks()) track.stop();
     this.video.srcObject = null;
+    return this.busy ? this.inFlight : Promise.resolve();
   }
 }
 

@@ -6,11 +6,13 @@ import {loadAndCompile, loadLiteRt, Tensor} from '../vendor/litert/index.js';
 import {BackendError} from './errors.js';
 import {resizeArea, resizeLinear} from './raster.js';
 
-export async function loadRefiner(base, contract) {
+/** `url`: where the model file is, when the page serves it elsewhere than contract.refiner.url
+ * under `base` (the desktop WebUI serves it from the package's models folder). */
+export async function loadRefiner(base, contract, url = new URL(contract.refiner.url, base).href) {
   let model;
   try {
     await loadLiteRt(new URL('vendor/litert/litert_wasm_compat_internal.js', base).href);
-    model = await loadAndCompile(new URL(contract.refiner.url, base).href, {accelerator: 'wasm'});
+    model = await loadAndCompile(url, {accelerator: 'wasm'});
   } catch (err) {
     throw new BackendError(`could not load the U-Net model ${contract.refiner.url}: ${err.message || err}`);
   }
