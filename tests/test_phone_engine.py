@@ -207,8 +207,9 @@ def test_bad_parameters_are_refused_with_python_messages(page, astronaut):
     desktop_only = [f.name for f in dataclasses.fields(FusionParams)
                     if f.metadata.get("desktop_only")]
     for name in desktop_only:  # offered by Python only: the browser says so, never ignores it
-        js = page.evaluate(f"""() => {{ try {{ window.facefuse.validateParams({{{name}: true}});
-            return null; }} catch (e) {{ return {{error: e.name, message: e.message}}; }} }}""")
+        js = page.evaluate(f"""async () => {{ try {{
+            await window.facefuse.validateParams({{{name}: true}}); return null;
+            }} catch (e) {{ return {{error: e.name, message: e.message}}; }} }}""")
         assert js and js["error"] == "ParameterError" and "not available in the phone app" in (
             js["message"]), name
 
