@@ -58,3 +58,37 @@ def astronaut_template(astronaut) -> np.ndarray:
     img = cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT)
     img = img * np.array([1.05, 0.85, 0.7]) * 0.85
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def photo_files(tmp_path_factory, astronaut, astronaut_template) -> dict[str, Path]:
+    """The astronaut as source and (turned) template, and a photo with no face, as files."""
+    from PIL import Image
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    paths = {"source": folder / "source.png", "template": folder / "template.png",
+             "noface": folder / "coffee.png"}
+    Image.fromarray(astronaut).save(paths["source"])
+    Image.fromarray(astronaut_template).save(paths["template"])
+    Image.fromarray(data.coffee()).save(paths["noface"])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def webui_server(tmp_path_factory, engine):
+    """A real WebUI on a free 127.0.0.1 port, one per test module, sharing the engine."""
+    import socket
+
+    from facefuse.webui import create_app, launch_kwargs
+
+    outputs = tmp_path_factory.mktemp("webui-outputs")
+    app, demo = create_app(outputs, engine)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kwargs = launch_kwargs("127.0.0.1", port)
+    kwargs["quiet"] = True
+    demo.launch(prevent_thread_lock=True, **kwargs)
+    yield {"url": f"http://127.0.0.1:{port}/", "outputs": outputs, "app": app}
+    demo.close()

@@ -524,19 +524,6 @@ def fuse_in_page(page) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def photo_files(tmp_path_factory, astronaut, astronaut_template) -> dict[str, Path]:
-    from skimage import data
-
-    folder = tmp_path_factory.mktemp("phone-photos")
-    paths = {"source": folder / "source.png", "template": folder / "template.png",
-             "noface": folder / "coffee.png"}
-    Image.fromarray(astronaut).save(paths["source"])
-    Image.fromarray(astronaut_template).save(paths["template"])
-    Image.fromarray(data.coffee()).save(paths["noface"])
-    return paths
-
-
-@pytest.fixture(scope="module")
 def engine_page(phone):
     """One page with the engine loaded, shared by the album tests (loading it is seconds)."""
     if not ENGINE.exists():

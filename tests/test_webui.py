@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,37 +22,14 @@ CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
                   "--disable-default-apps", "--disable-extensions"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def photos(photo_files) -> dict[str, Path]:
+    return photo_files
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory, astronaut, astronaut_template) -> dict[str, Path]:
-    from skimage import data
-
-    folder = tmp_path_factory.mktemp("webui-photos")
-    paths = {"source": folder / "source.png", "template": folder / "template.png",
-             "noface": folder / "coffee.png"}
-    Image.fromarray(astronaut).save(paths["source"])
-    Image.fromarray(astronaut_template).save(paths["template"])
-    Image.fromarray(data.coffee()).save(paths["noface"])
-    return paths
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, engine):
-    from facefuse.webui import create_app, launch_kwargs
-
-    outputs = tmp_path_factory.mktemp("webui-outputs")
-    app, demo = create_app(outputs, engine)
-    port = free_port()
-    kwargs = launch_kwargs("127.0.0.1", port)
-    kwargs["quiet"] = True
-    demo.launch(prevent_thread_lock=True, **kwargs)
-    yield {"url": f"http://127.0.0.1:{port}/", "outputs": outputs, "app": app}
-    demo.close()
+def server(webui_server):
+    return webui_server
 
 
 def test_binds_to_loopback_with_analytics_off(server):

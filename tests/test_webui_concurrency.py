@@ -7,7 +7,6 @@ shared Gradio's content-hash cache path and one or two of 20-50 downloads broke.
 
 from __future__ import annotations
 
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,24 +20,9 @@ from facefuse import FusionParams, load_image
 SIDE = 480  # downscaled London photos: the same code path, a quicker run
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, engine):
-    from facefuse.webui import create_app, launch_kwargs
-
-    outputs = tmp_path_factory.mktemp("concurrency-outputs")
-    app, demo = create_app(outputs, engine)
-    port = free_port()
-    kwargs = launch_kwargs("127.0.0.1", port)
-    kwargs["quiet"] = True
-    demo.launch(prevent_thread_lock=True, **kwargs)
-    yield {"url": f"http://127.0.0.1:{port}/", "app": app}
-    demo.close()
+def server(webui_server):
+    return webui_server
 
 
 @pytest.fixture(scope="module")
