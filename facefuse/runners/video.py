@@ -236,7 +236,13 @@ def display_rgb(frame, rotation: int) -> np.ndarray:
     """The frame as the viewer sees it: RGB, turned by the display matrix's rotation."""
     rgb = frame.to_ndarray(format="rgb24", interpolation=_exact())
     k = round(rotation / 90) % 4
-    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+    # cv2.rotate equals np.rot90(rgb, k) made contiguous, about 15x faster at 720p
+    return cv2.rotate(rgb, _CV2_TURNS[k]) if k else rgb
+
+
+# np.rot90 turns (counter-clockwise) as cv2.rotate codes
+_CV2_TURNS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180,
+              3: cv2.ROTATE_90_CLOCKWISE}
 
 
 # ------------------------------------------------------------------ pass 1: track
@@ -449,8 +455,7 @@ def _fused_frames(engine: FaceFuser, source: PreparedSource, params: FusionParam
         with lock:
             for k, v in local.items():
                 timings[k] = timings.get(k, 0.0) + v
-        k = round(rotation / 90) % 4  # views: no copies of whole frames
-        return p, changed_frame(frame, np.rot90(rgb, -k), np.rot90(out, -k))
+        return p, changed_frame(frame, rgb, out, rotation)
 
     lock = threading.Lock()
     pending: queue.Queue[Future | None] = queue.Queue(maxsize=workers * 3)
@@ -490,21 +495,53 @@ def _fused_frames(engine: FaceFuser, source: PreparedSource, params: FusionParam
             feeder.join()
 
 
-def changed_frame(frame, before: np.ndarray, after: np.ndarray):
+def changed_box(before: np.ndarray, after: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Rows y0:y1 and columns x0:x1 bounding where two same-shaped contiguous images
+    differ, or None. Compares whole rows as bytes first (a full-frame per-pixel `any`
+    costs ~15 ms at 720p), then columns only inside the changed rows."""
+    h, w = before.shape[:2]
+    rows = np.flatnonzero((before.reshape(h, -1) != after.reshape(h, -1)).any(axis=1))
+    if not len(rows):
+        return None
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    band = (before[y0:y1].reshape(y1 - y0, w, -1) != after[y0:y1].reshape(y1 - y0, w, -1))
+    cols = np.flatnonzero(band.any(axis=(0, 2)))
+    return y0, y1, int(cols[0]), int(cols[-1]) + 1
+
+
+def stored_box(box: tuple[int, int, int, int], display_shape: tuple[int, ...], k: int
+               ) -> tuple[int, int, int, int]:
+    """A display-orientation box (y0, y1, x0, x1) in the stored frame, where the display
+    image is np.rot90(stored, k)."""
+    y0, y1, x0, x1 = box
+    hd, wd = display_shape[:2]
+    if k == 1:  # display[i, j] = stored[j, W - 1 - i], W = hd
+        return x0, x1, hd - y1, hd - y0
+    if k == 2:
+        return hd - y1, hd - y0, wd - x1, wd - x0
+    if k == 3:  # display[i, j] = stored[H - 1 - j, i], H = wd
+        return wd - x1, wd - x0, y0, y1
+    return box
+
+
+def changed_frame(frame, before: np.ndarray, after: np.ndarray, rotation: int = 0):
     """The frame to encode: the decoded YUV frame with only the box that fusion changed
     replaced (converted alone), so everything outside the face stays bit for bit as
-    decoded. `before` and `after` are RGB in the stored orientation (views are fine)."""
+    decoded. `before` and `after` are contiguous RGB as displayed (turned by `rotation`
+    from the stored frame)."""
     import av
 
+    k = round(rotation / 90) % 4
     if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
-        return av.VideoFrame.from_ndarray(np.ascontiguousarray(after), format="rgb24")
-    changed = (before != after).any(axis=2)
-    rows = np.flatnonzero(changed.any(axis=1))
-    if not len(rows):
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(after, -k)),
+                                          format="rgb24")
+    box = changed_box(before, after)
+    if box is None:
         return frame
-    cols = np.flatnonzero(changed.any(axis=0))
-    y0, y1 = rows[0] // 2 * 2, (rows[-1] // 2 + 1) * 2
-    x0, x1 = cols[0] // 2 * 2, (cols[-1] // 2 + 1) * 2
+    y0, y1, x0, x1 = stored_box(box, after.shape, k)
+    y0, y1 = y0 // 2 * 2, (y1 + 1) // 2 * 2
+    x0, x1 = x0 // 2 * 2, (x1 + 1) // 2 * 2
+    after = np.rot90(after, -k)  # a view: only the box below is copied
     h, w = frame.height, frame.width
     bh, bw = y1 - y0, x1 - x0
     box = av.VideoFrame.from_ndarray(np.ascontiguousarray(after[y0:y1, x0:x1]),
