@@ -148,6 +148,61 @@ def test_trim_reencoded_audio_and_cli(tmp_path, astronaut, source, capsys):
     assert result["audio"][0]["codec"] == "opus" and result["rotation"] == 90
 
 
+SUBTITLES = """1
+00:00:00,100 --> 00:00:00,400
+Hello there
+
+2
+00:00:00,500 --> 00:00:00,800
+Second line
+"""
+
+
+def _with_subtitles(clip: Path, folder: Path) -> Path:
+    """The clip remuxed into .mkv with an .srt subtitle track added (nothing re-encoded)."""
+    srt = folder / "subs.srt"
+    srt.write_text(SUBTITLES)
+    out = folder / "subtitled.mkv"
+    with av.open(str(clip)) as video, av.open(str(srt)) as subs, \
+            av.open(str(out), "w") as mkv:
+        pairs = [(s, mkv.add_stream_from_template(s)) for s in video.streams]
+        pairs.append((subs.streams[0], mkv.add_stream_from_template(subs.streams[0])))
+        for source, target in pairs:
+            target.time_base = source.time_base
+        for source, target in pairs:
+            for packet in source.container.demux(source):
+                if packet.size:
+                    packet.stream = target
+                    mkv.mux(packet)
+    return out
+
+
+def _subtitles(path: Path) -> list[tuple[float, bytes]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.subtitles[0]
+        return [(float(p.pts * p.time_base), bytes(p))
+                for p in container.demux(stream) if p.size]
+
+
+def test_subtitles_copied_or_said_dropped(tmp_path, astronaut, source, engine):
+    """Subtitles go into .mkv as they were (same text, same times); an .mp4 cannot take
+    SubRip text, and the report says so instead of failing."""
+    clip = make_test_video(tmp_path / "in.mp4", astronaut, size=SIZE, frames=24, cut=None)
+    subtitled = _with_subtitles(clip.path, tmp_path)
+    original = _subtitles(subtitled)
+    assert [text for _, text in original] == [b"Hello there", b"Second line"]
+    report = fuse_video(source, subtitled, tmp_path / "out.mkv", FusionParams(ratio=0.8),
+                        engine=engine)
+    assert report.subtitles == ["copied"] and report.audio == ["copied"]
+    assert _subtitles(report.output) == original
+    assert container_facts(report.output)["frames"] == len(clip.pts)
+    mp4 = fuse_video(source, subtitled, tmp_path / "out.mp4", FusionParams(ratio=0.8),
+                     engine=engine)
+    assert mp4.subtitles[0].startswith("dropped (srt") and "mkv" in mp4.subtitles[0]
+    with av.open(str(mp4.output)) as container:
+        assert not container.streams.subtitles
+
+
 def _save(folder: Path, image: np.ndarray) -> str:
     from facefuse.imageio import save_image
 

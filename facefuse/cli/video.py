@@ -114,6 +114,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         for bar in bars.values():
             bar.close()
     audio = ", ".join(f"audio {note}" for note in report.audio) or "no audio"
+    audio += "".join(f", subtitles {note}" for note in report.subtitles)
     print(f"saved {report.output} ({report.frames} frames, {report.fused} with the face fused, "
           f"{audio}, rotation {report.rotation}°, {report.fps:.1f} fps"
           + (f", resumed after {report.resumed_chunks} finished chunks"

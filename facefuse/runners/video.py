@@ -137,6 +137,7 @@ class VideoReport:
     rotation: int
     seconds: float
     resumed_chunks: int = 0
+    subtitles: list[str] = field(default_factory=list)  # per subtitle stream, as audio
     stage_ms: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -588,8 +589,9 @@ def _template_stream(work: Path):
 
 
 def _mux(template_video: Path, work: Path, track: Track, output: Path, options: VideoOptions
-         ) -> list[str]:
-    """Chunks + the input's audio -> `output` (written to a temp file, renamed)."""
+         ) -> tuple[list[str], list[str]]:
+    """Chunks + the input's audio and subtitles -> `output` (written to a temp file,
+    renamed). Returns what happened to each audio and each subtitle stream."""
     import av
 
     fmt = CONTAINERS[output.suffix.lower()]
@@ -601,6 +603,7 @@ def _mux(template_video: Path, work: Path, track: Track, output: Path, options: 
     os.close(fd)
     tmp = Path(tmp_name)
     audio_notes: list[str] = []
+    subtitle_notes: list[str] = []
     try:
         container_options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
         with av.open(str(template_video), metadata_errors="ignore") as source, \
@@ -619,6 +622,11 @@ def _mux(template_video: Path, work: Path, track: Track, output: Path, options: 
                 audio_notes.append(note)
                 if packets is not None:
                     streams.append(packets)
+            for sin in source.streams.subtitles:
+                packets, note = _subtitle_packets(source, sin, out, offset_time, options)
+                subtitle_notes.append(note)
+                if packets is not None:
+                    streams.append(packets)
             for _, _, packet, target in heapq.merge(
                     *[_timed(s, j, vout if j == 0 else None) for j, s in enumerate(streams)]):
                 if target is not None:
@@ -628,7 +636,7 @@ def _mux(template_video: Path, work: Path, track: Track, output: Path, options: 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return audio_notes
+    return audio_notes, subtitle_notes
 
 
 def _timed(packets: Iterator, order: int, target) -> Iterator[tuple]:
@@ -648,26 +656,8 @@ def _audio_packets(source, ain, out, offset_time: Fraction, options: VideoOption
     except ValueError:
         aout = None
     tb = ain.time_base
-    shift = round(offset_time / tb) if offset_time else 0
-
-    def in_range(packet) -> bool:
-        if packet.pts is None:
-            return False
-        return _in_range(packet.pts * tb, options) == 0
-
     if aout is not None:
-        aout.time_base = tb
-
-        def copied() -> Iterator:
-            with open_audio(source.name, ain.index) as (container, stream):
-                for packet in container.demux(stream):
-                    if packet.size == 0 or not in_range(packet):
-                        continue
-                    packet.pts -= shift
-                    if packet.dts is not None:
-                        packet.dts -= shift
-                    yield packet, aout
-        return copied(), "copied"
+        return _copied(source.name, ain, aout, offset_time, options), "copied"
     target = out.default_audio_codec
     if target in ("none", ""):
         return None, f"dropped ({codec}: the container has no audio)"
@@ -690,7 +680,7 @@ def _audio_packets(source, ain, out, offset_time: Fraction, options: VideoOption
                 samples += f.samples
                 yield from ((packet, aout) for packet in aout.encode(f))
 
-        with open_audio(source.name, ain.index) as (container, stream):
+        with open_stream(source.name, ain.index) as (container, stream):
             for frame in container.decode(stream):
                 if frame.pts is None or _in_range(frame.pts * tb, options) != 0:
                     continue
@@ -703,8 +693,38 @@ def _audio_packets(source, ain, out, offset_time: Fraction, options: VideoOption
                       f"use .mkv to copy it)"
 
 
+def _copied(path: str, sin, sout, offset_time: Fraction, options: VideoOptions) -> Iterator:
+    """The packets of input stream `sin` in the time range, as they are, for `sout`, their
+    times shifted by the range's start."""
+    tb = sin.time_base
+    sout.time_base = tb
+    shift = round(offset_time / tb) if offset_time else 0
+    with open_stream(path, sin.index) as (container, stream):
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.pts is None or \
+                    _in_range(packet.pts * tb, options) != 0:
+                continue
+            packet.pts -= shift
+            if packet.dts is not None:
+                packet.dts -= shift
+            yield packet, sout
+
+
+def _subtitle_packets(source, sin, out, offset_time: Fraction, options: VideoOptions):
+    """Packets for one subtitle stream, copied as they are; dropped (and said so) when the
+    output container does not take the format (text subtitles are not converted)."""
+    codec = sin.codec_context.name if sin.codec_context else "unknown"
+    try:
+        sout = out.add_stream_from_template(sin)
+    except ValueError:
+        return None, f"dropped ({codec} cannot go into this container; use .mkv to copy it)"
+    return _copied(source.name, sin, sout, offset_time, options), "copied"
+
+
 @contextlib.contextmanager
-def open_audio(path: str, index: int):
+def open_stream(path: str, index: int):
+    """The input opened again for one of its streams (each copied stream reads on its own,
+    so heapq.merge can interleave them by time)."""
     import av
 
     container = av.open(path, metadata_errors="ignore")
@@ -867,12 +887,12 @@ def _run(live: LiveFuser, template_video: Path, output: Path, options: VideoOpti
     stage_ms["fuse_encode"] = (time.perf_counter() - t0) * 1000
     stage_ms.update({f"fuse.{k}": v for k, v in timings.items()})
     t0 = time.perf_counter()
-    audio = _mux(template_video, work, track, output, options)
+    audio, subtitles = _mux(template_video, work, track, output, options)
     stage_ms["mux"] = (time.perf_counter() - t0) * 1000
     return VideoReport(output=output, frames=len(track.pts), fused=len(faces),
                        bridged=int(bridged.sum()), cuts=int(track.scene[-1]), audio=audio,
-                       rotation=track.rotation, seconds=0.0, resumed_chunks=finished,
-                       stage_ms=stage_ms)
+                       subtitles=subtitles, rotation=track.rotation, seconds=0.0,
+                       resumed_chunks=finished, stage_ms=stage_ms)
 
 
 def preview_frame(source: ImageSource, template_video: str | os.PathLike, index: int,

@@ -75,7 +75,8 @@ class VideoTab:
         sidecar: dict[str, Any] = {
             "file": out.name, "created": stamp, "facefuse": __version__,
             "params": params.to_dict(), "video": Path(video).name, "frames": result.frames,
-            "fused_frames": result.fused, "audio": result.audio, "rotation": result.rotation,
+            "fused_frames": result.fused, "audio": result.audio, "subtitles": result.subtitles,
+            "rotation": result.rotation,
             "smoothing": bool(smooth), "seconds": round(result.seconds, 1)}
         out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2))
         audio = ", ".join(result.audio) or "—"
