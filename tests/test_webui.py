@@ -293,8 +293,14 @@ def test_batch_tab_screenshot(server, photos):
         page.locator("#batch-source input[type=file]").set_input_files(str(photos["source"]))
         page.locator("#batch-files input[type=file]").set_input_files(
             [str(photos["template"]), str(photos["noface"])])
+        # Gradio's progress bar names the batch step: watch every change of the page for it
+        page.evaluate("""() => { window.sawProgress = false;
+            new MutationObserver(() => { if (document.body.innerText.includes('fusing'))
+                window.sawProgress = true; }).observe(document.body,
+                {subtree: true, childList: true, characterData: true}); }""")
         page.locator("#batch-btn").click()
         expect(page.locator("#batch-msg")).to_contain_text("1 / 2", timeout=120_000)
         expect(page.locator("#batch-msg")).to_contain_text("no face")
+        assert page.evaluate("window.sawProgress"), "the batch showed no progress"
         page.screenshot(path=str(ARTIFACTS / "batch.png"))
         browser.close()
