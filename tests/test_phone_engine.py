@@ -244,10 +244,11 @@ def test_live_view_fuses_the_camera_face_and_keeps_the_background(page, astronau
         frame = page.evaluate("""async () => {
             const end = performance.now() + 240000;
             while (performance.now() < end) {  // the first frame with a face, read in one go
-                const f = window.facefuse.lastLiveFrame();
+                const f = window.facefuse && window.facefuse.lastLiveFrame()?.box
+                    && await window.facefuse.lastLiveFramePixels();
                 if (f && f.box) {
-                    return {input: Array.from(f.input.data), output: Array.from(f.output.data),
-                            w: f.input.w, h: f.input.h, box: f.box,
+                    return {input: Array.from(f.input), output: Array.from(f.output),
+                            w: f.w, h: f.h, box: f.box,
                             stats: window.facefuse.stats()};
                 }
                 await new Promise((resolve) => setTimeout(resolve, 100));

@@ -162,10 +162,11 @@ def start_live(page) -> dict:
     frame = page.evaluate("""async (limit) => {
         const end = performance.now() + limit;
         while (performance.now() < end) {
-            const f = window.facefuse.lastLiveFrame();
-            if (f && f.box) return {input: Array.from(f.input.data),
-                                    output: Array.from(f.output.data),
-                                    w: f.input.w, h: f.input.h, box: f.box};
+            const f = window.facefuse && window.facefuse.lastLiveFrame()?.box
+                    && await window.facefuse.lastLiveFramePixels();
+            if (f && f.box) return {input: Array.from(f.input),
+                                    output: Array.from(f.output),
+                                    w: f.w, h: f.h, box: f.box};
             await new Promise((resolve) => setTimeout(resolve, 100));
         }
         return null;

@@ -1,9 +1,8 @@
-// The camera path (issue #16): the front camera, the source prepared once, Face Mesh
-// tracking from frame to frame, fusion on the 320 crop with the refiner at half its side
-// (runners/live.py), the fused frame drawn onto a canvas. Frames are dropped, never
-// queued: a frame that arrives while one is being fused is only counted.
-import {fuseFace, Timings} from './fuseface.js';
-import {toCanvas, trackFace} from './landmarks.js';
+// The camera path (issue #16), the page's side: the front camera, one frame at a time handed
+// to the live Worker (liveworker.js: LiteRT landmark tracking and every fusion stage run
+// there), the fused frame drawn onto a canvas. Frames are dropped, never queued: a frame
+// that arrives while one is in the Worker is only counted.
+import {BackendError} from './errors.js';
 
 export const LIVE_CROP = 320;
 const WINDOW = 600; // frame records kept for stats()
@@ -11,21 +10,50 @@ const WINDOW = 600; // frame records kept for stats()
 const median = (v) => { const s = [...v].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : 0; };
 const percentile = (v, q) => { const s = [...v].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.round(q * (s.length - 1)))] : 0; };
 
-/** A running live view. `source`: the prepared source {face, aligned} at the 320 crop. */
+/** The Worker and its request/answer plumbing; one per page, its models loaded once. */
+export class LiveWorker {
+  constructor(url) {
+    this.worker = new Worker(url); // classic: see liveworker.js
+    this.waiting = new Map(); // answer type -> [resolve, reject]
+    this.onFrame = null;
+    this.worker.onmessage = ({data}) => {
+      if (data.type === 'frame') { if (this.onFrame) this.onFrame(data); else data.bitmap.close(); return; }
+      if (data.type === 'error') {
+        const err = new BackendError(`live view: ${data.message}`);
+        for (const [, [, reject]] of this.waiting) reject(err);
+        this.waiting.clear();
+        if (this.onFrame) this.onFrame({type: 'frame', error: err});
+        return;
+      }
+      const pending = this.waiting.get(data.type);
+      if (pending) { this.waiting.delete(data.type); pending[0](data); }
+    };
+  }
+
+  /** Post `msg` and wait for the answer of type `answer`. */
+  ask(msg, answer, transfer = []) {
+    return new Promise((resolve, reject) => {
+      this.waiting.set(answer, [resolve, reject]);
+      this.worker.postMessage(msg, transfer);
+    });
+  }
+
+  post(msg, transfer = []) { this.worker.postMessage(msg, transfer); }
+}
+
+/** A running live view: `worker` has been started with the source and parameters. */
 export class LiveView {
-  constructor(engine, source, params, stream, canvas) {
-    this.engine = engine; this.source = source; this.params = params; this.stream = stream;
-    this.canvas = canvas; this.frames = []; this.dropped = 0; this.tracked = 0;
-    this.busy = false; this.running = true;
+  constructor(worker, stream, canvas) {
+    this.worker = worker; this.stream = stream; this.canvas = canvas;
+    this.frames = []; this.dropped = 0; this.tracked = 0;
+    this.busy = false; this.running = true; this.last = null; this.inFlight = Promise.resolve();
     this.video = document.createElement('video');
     this.video.muted = true; this.video.playsInline = true; this.video.srcObject = stream;
-    this.work = document.createElement('canvas');
   }
 
   async start() {
     await this.video.play();
-    const w = this.video.videoWidth; const h = this.video.videoHeight;
-    this.work.width = w; this.work.height = h; this.canvas.width = w; this.canvas.height = h;
+    this.canvas.width = this.video.videoWidth; this.canvas.height = this.video.videoHeight;
     this.schedule();
   }
 
@@ -40,45 +68,37 @@ export class LiveView {
 
   onFrame(meta) {
     if (!this.running) return;
-    // The camera's frames that were never handed to us (the page was busy fusing) count
-    // as dropped too: the fusion runs on this thread, so callbacks are coalesced.
+    // Camera frames never handed to us (the page's thread was busy) count as dropped too.
     if (meta && this.presented !== undefined) this.dropped += Math.max(0, meta.presentedFrames - this.presented - 1);
     if (meta) this.presented = meta.presentedFrames;
-    if (this.busy) this.dropped++; else this.process();
+    if (this.busy) this.dropped++; else this.send();
     this.schedule();
   }
 
-  async process() {
+  async send() {
     this.busy = true;
+    const t0 = performance.now();
     let done;
     this.inFlight = new Promise((resolve) => { done = resolve; });
-    const t0 = performance.now();
-    const timings = new Timings();
     try {
-      const {w, h} = {w: this.work.width, h: this.work.height};
-      const ctx = this.work.getContext('2d', {willReadFrequently: true});
-      ctx.drawImage(this.video, 0, 0, w, h);
-      const rgba = ctx.getImageData(0, 0, w, h).data;
-      const rgb = {w, h, c: 3, data: new Uint8ClampedArray(w * h * 3)};
-      for (let i = 0; i < w * h; i++) {
-        rgb.data[3 * i] = rgba[4 * i]; rgb.data[3 * i + 1] = rgba[4 * i + 1]; rgb.data[3 * i + 2] = rgba[4 * i + 2];
+      const bitmap = await createImageBitmap(this.video);
+      const answer = await new Promise((resolve) => {
+        this.worker.onFrame = resolve;
+        this.worker.post({type: 'frame', bitmap}, [bitmap]);
+      });
+      this.worker.onFrame = null;
+      if (answer.error) throw answer.error;
+      if (this.running) {
+        this.canvas.getContext('2d').drawImage(answer.bitmap, 0, 0);
+        this.last = {box: answer.box, w: answer.bitmap.width, h: answer.bitmap.height};
+        if (answer.box) this.tracked++;
+        this.frames.push({end: performance.now(), ms: performance.now() - t0, stages: answer.stages});
+        if (this.frames.length > WINDOW) this.frames.shift();
       }
-      const face = await timings.stage('analyse', () => trackFace(this.engine.mesh, this.work, w, h));
-      let out = rgb;
-      if (face) {
-        this.tracked++;
-        out = await fuseFace(this.engine, this.source, rgb, face, this.params, timings);
-      }
-      if (!this.running) return;
-      this.last = {input: rgb, output: out, box: face ? face.box : null};
-      const frame = new ImageData(w, h);
-      for (let i = 0; i < w * h; i++) {
-        frame.data[4 * i] = out.data[3 * i]; frame.data[4 * i + 1] = out.data[3 * i + 1];
-        frame.data[4 * i + 2] = out.data[3 * i + 2]; frame.data[4 * i + 3] = 255;
-      }
-      this.canvas.getContext('2d').putImageData(frame, 0, 0);
-      this.frames.push({end: performance.now(), ms: performance.now() - t0, stages: timings.ms, face: !!face});
-      if (this.frames.length > WINDOW) this.frames.shift();
+      answer.bitmap.close();
+    } catch (err) {
+      this.error = err;
+      console.warn(err);
     } finally {
       this.busy = false;
       done();
@@ -107,14 +127,11 @@ export class LiveView {
     return result;
   }
 
-  /** Stop and release the camera; resolves once the frame in flight (if any) is done, so
-   * the landmark graphs are free for the next caller. */
+  /** Stop and release the camera; resolves once the frame in flight (if any) is back. */
   stop() {
     this.running = false;
     for (const track of this.stream.getTracks()) track.stop();
     this.video.srcObject = null;
-    return this.busy ? this.inFlight : Promise.resolve();
+    return this.inFlight;
   }
 }
-
-export {toCanvas};
