@@ -10,6 +10,7 @@ import {loadImage} from './image.js';
 import {loadFaceModels} from './facemodels.js';
 import {detectFaces as meshFaces} from './landmarks.js';
 import {LIVE_CROP, LiveView, LiveWorker} from './live.js';
+import {LiveSession} from './liveframe.js';
 import {validateParams as validate} from './params.js';
 import {resizeArea} from './raster.js';
 import {loadRefiner} from './refine.js';
@@ -138,7 +139,7 @@ function downscaled(entry, side) {
   return out;
 }
 
-async function run(source, template, params, previewSide) {
+async function run(source, template, params, previewSide, options = {}) {
   const timings = new Timings();
   await timings.stage('load', () => loadEngine());
   const {contract} = engine;
@@ -152,7 +153,10 @@ async function run(source, template, params, previewSide) {
   const aligned = await timings.stage('align', () => {
     const a = alignFace(srcRgb, srcFace, p.crop_size, contract); roundInPlace(a.crop); return a;
   });
-  const tplFaces = await timings.stage('analyse', () => facesOf(tplEntry, tplRgb, p.det_threshold, contract, p.template_face !== 0));
+  // options.templateFaces: faces already known in the template (the live view's tracked
+  // face for the shutter's still), used instead of looking for them.
+  const tplFaces = options.templateFaces ??
+    await timings.stage('analyse', () => facesOf(tplEntry, tplRgb, p.det_threshold, contract, p.template_face !== 0));
   let targets;
   if (p.template_face === 'all') {
     pickFace(tplFaces, 0, 'template', p.det_threshold); targets = tplFaces;
@@ -169,9 +173,11 @@ async function run(source, template, params, previewSide) {
 }
 
 /** Fuse the source face into the template: {image (ImageData), faces, timings (ms per
- * stage, as `facefuse fuse --timings`), params (the validated values)}. */
-export function fuse(source, template, params = {}) {
-  return run(source, template, params, 0);
+ * stage, as `facefuse fuse --timings`), params (the validated values)}.
+ * options.templateFaces: the template's faces ({box, landmarks} in its pixels) when already
+ * known, e.g. the live view's tracked face (lastLiveFramePixels) for a camera still. */
+export function fuse(source, template, params = {}, options = {}) {
+  return run(source, template, params, 0, options);
 }
 
 /** Fast preview: downscaled copies (640 px long side) on the 320 crop path. */
@@ -199,11 +205,12 @@ export async function toBlob(image, type = 'image/png', quality = 0.95) {
 
 // ---------------------------------------------------------------- live (issue #16)
 let liveView = null;
-let liveWorker = null; // one Worker per page, its models loaded on the first start
+const liveWorkers = {}; // {worker, page}: one per page and kind, models loaded on first start
 
 /** Open the front camera (or `options.stream`) and fuse `source` into every frame on the
  * 320 crop path, drawn onto `options.canvas` (or a new canvas). The frames are fused in a
- * Worker (liveworker.js). Returns {canvas, video}. */
+ * Worker (liveworker.js), or on this page's thread with options.worker = false (what a
+ * benchmark's CPU throttling reaches). Returns {canvas, video}. */
 export async function startLive(source, params = {}, options = {}) {
   await loadEngine();
   const {contract} = engine;
@@ -214,7 +221,10 @@ export async function startLive(source, params = {}, options = {}) {
       p.source_face, 'source', p.det_threshold);
   const aligned = alignFace(entry.rgb, face, LIVE_CROP, contract);
   roundInPlace(aligned.crop);
-  liveWorker ??= new LiveWorker(new URL('./liveworker.js', import.meta.url));
+  const kind = options.worker === false ? 'page' : 'worker';
+  liveWorkers[kind] ??= kind === 'page' ? new LiveWorker(null, new LiveSession())
+    : new LiveWorker(new URL('./liveworker.js', import.meta.url));
+  const liveWorker = liveWorkers[kind];
   await liveWorker.ask({type: 'init', base: APP_BASE.href, contract, refine: p.refine,
     faceModels: engineOptions.faceModels ?? faceModelUrls(),
     refinerUrl: engineOptions.refinerUrl ?? new URL(contract.refiner.url, APP_BASE).href}, 'ready');
@@ -230,6 +240,7 @@ export async function startLive(source, params = {}, options = {}) {
   }
   const canvas = options.canvas || document.createElement('canvas');
   liveView = new LiveView(liveWorker, stream, canvas);
+  liveView.kind = kind;
   await liveView.start();
   return {canvas, video: liveView.video};
 }
@@ -245,7 +256,7 @@ function liveParams(params, contract) {
 export function updateLive(params) {
   if (!liveView) return null;
   const p = liveParams(params, engine.contract);
-  liveWorker.post({type: 'params', params: p});
+  liveView.worker.post({type: 'params', params: p});
   return p;
 }
 
@@ -267,8 +278,9 @@ export function lastLiveFrame() {
 }
 
 /** The last live frame's pixels before and after fusion ({input, output}: RGB arrays, w, h,
- * box), from the Worker; null before the first frame. For tests and checks. */
+ * box and landmarks of the tracked face, or null), from the Worker; null before the first
+ * frame. The shutter fuses `input` with that face; tests compare input and output. */
 export async function lastLiveFramePixels() {
-  if (!liveWorker) return null;
-  return (await liveWorker.ask({type: 'last'}, 'last')).last;
+  if (!liveView) return null;
+  return (await liveView.worker.ask({type: 'last'}, 'last')).last;
 }

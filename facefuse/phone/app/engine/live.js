@@ -10,24 +10,37 @@ const WINDOW = 600; // frame records kept for stats()
 const median = (v) => { const s = [...v].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : 0; };
 const percentile = (v, q) => { const s = [...v].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.round(q * (s.length - 1)))] : 0; };
 
-/** The Worker and its request/answer plumbing; one per page, its models loaded once. */
+/** The live session on this page's own thread, behind the Worker's interface: what CPU
+ * throttling in a benchmark can slow down (DevTools throttles the page's thread only). */
+class InPage {
+  constructor(session, onmessage) { this.session = session; this.onmessage = onmessage; }
+  postMessage(msg) {
+    this.session.handle(msg).then((data) => { if (data) this.onmessage({data}); });
+  }
+}
+
+/** The Worker (or, with `inPage`, the same session on this thread) and its request/answer
+ * plumbing; one per page, its models loaded once. */
 export class LiveWorker {
-  constructor(url) {
-    this.worker = new Worker(url); // classic: see liveworker.js
+  constructor(url, inPage = null) {
+    // A classic worker (see liveworker.js).
+    this.worker = inPage ? new InPage(inPage, (e) => this.receive(e)) : new Worker(url);
     this.waiting = new Map(); // answer type -> [resolve, reject]
     this.onFrame = null;
-    this.worker.onmessage = ({data}) => {
-      if (data.type === 'frame') { if (this.onFrame) this.onFrame(data); else data.bitmap.close(); return; }
-      if (data.type === 'error') {
-        const err = new BackendError(`live view: ${data.message}`);
-        for (const [, [, reject]] of this.waiting) reject(err);
-        this.waiting.clear();
-        if (this.onFrame) this.onFrame({type: 'frame', error: err});
-        return;
-      }
-      const pending = this.waiting.get(data.type);
-      if (pending) { this.waiting.delete(data.type); pending[0](data); }
-    };
+    if (!inPage) this.worker.onmessage = (e) => this.receive(e);
+  }
+
+  receive({data}) {
+    if (data.type === 'frame') { if (this.onFrame) this.onFrame(data); else data.bitmap.close(); return; }
+    if (data.type === 'error') {
+      const err = new BackendError(`live view: ${data.message}`);
+      for (const [, [, reject]] of this.waiting) reject(err);
+      this.waiting.clear();
+      if (this.onFrame) this.onFrame({type: 'frame', error: err});
+      return;
+    }
+    const pending = this.waiting.get(data.type);
+    if (pending) { this.waiting.delete(data.type); pending[0](data); }
   }
 
   /** Post `msg` and wait for the answer of type `answer`. */
@@ -120,6 +133,7 @@ export class LiveView {
       frame_ms_p95: percentile(frames.map((f) => f.ms), 0.95),
       stages_ms: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, median(v)])),
       faces_tracked: this.tracked,
+      in_worker: this.kind !== 'page',
       frames_dropped: this.dropped,
       width: this.canvas.width, height: this.canvas.height,
     };

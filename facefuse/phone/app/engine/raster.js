@@ -7,7 +7,7 @@ export function makeImage(w, h, c, Type = Float32Array) {
 }
 
 export function toFloat(img) {
-  return {w: img.w, h: img.h, c: img.c, data: Float32Array.from(img.data)};
+  return {w: img.w, h: img.h, c: img.c, data: new Float32Array(img.data)};
 }
 
 const reflect101 = (i, n) => {
@@ -325,6 +325,8 @@ const lookup = (lut, v) => { const f = v * LUT_SIZE; const i = f | 0; return lut
 const gammaIn = (v) => lookup(GAMMA_IN, v);
 const gammaOut = (v) => lookup(GAMMA_OUT, v);
 const XN = 0.950456; const ZN = 1.088754;
+const labF = (t) => (t > 0.008856 ? Math.cbrt(t) : 7.787 * t + 16 / 116);
+const labInv = (t) => (t > 0.206893 ? t * t * t : (t - 16 / 116) / 7.787);
 
 /** RGB (0..255 floats, 3 channels) to LAB (L 0..100). */
 export function rgbToLab(img, scale = 1 / 255) {
@@ -337,8 +339,7 @@ export function rgbToLab(img, scale = 1 / 255) {
     const x = (0.412453 * r + 0.357580 * g + 0.180423 * b) / XN;
     const y = 0.212671 * r + 0.715160 * g + 0.072169 * b;
     const z = (0.019334 * r + 0.119193 * g + 0.950227 * b) / ZN;
-    const f = (t) => (t > 0.008856 ? Math.cbrt(t) : 7.787 * t + 16 / 116);
-    const fx = f(x); const fy = f(y); const fz = f(z);
+    const fx = labF(x); const fy = labF(y); const fz = labF(z);
     o[3 * i] = y > 0.008856 ? 116 * fy - 16 : 903.3 * y;
     o[3 * i + 1] = 500 * (fx - fy);
     o[3 * i + 2] = 200 * (fy - fz);
@@ -355,8 +356,7 @@ export function labToRgb(img) {
     let y; let fy;
     if (L <= 8) { y = L / 903.3; fy = 7.787 * y + 16 / 116; } else { fy = (L + 16) / 116; y = fy * fy * fy; }
     const fx = A / 500 + fy; const fz = fy - B / 200;
-    const inv = (t) => (t > 0.206893 ? t * t * t : (t - 16 / 116) / 7.787);
-    const x = inv(fx) * XN; const z = inv(fz) * ZN;
+    const x = labInv(fx) * XN; const z = labInv(fz) * ZN;
     const r = 3.240479 * x - 1.53715 * y - 0.498535 * z;
     const g = -0.969256 * x + 1.875991 * y + 0.041556 * z;
     const b = 0.055648 * x - 0.204043 * y + 1.057311 * z;
