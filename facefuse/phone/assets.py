@@ -20,6 +20,10 @@ APP_DIR = Path(__file__).resolve().parent / "app"
 # FP32 at 256 px is the album path's refine side exactly.
 REFINER_FILE = "unet_fp32_256.tflite"
 REFINER_URL = f"models/{REFINER_FILE}"
+# The live path refines at half the 320 crop: a file made for 160 runs 2.6x fewer pixels
+# than the 256 one padded up (the same weights: `facefuse export --sizes 160`).
+LIVE_REFINER_FILE = "unet_fp32_160.tflite"
+LIVE_REFINER_URL = f"models/{LIVE_REFINER_FILE}"
 # URL name -> path inside the mediapipe wheel's modules/ folder (engine/facemodels.js).
 MEDIAPIPE_MODELS = {
     "face_detection_short_range.tflite": "face_detection/face_detection_short_range.tflite",
@@ -41,6 +45,7 @@ def mediapipe_modules() -> Path | None:
 def model_files() -> dict[str, Path]:
     """URL path (relative to the app's root) -> file on disk, for files outside app/."""
     files = {REFINER_URL: MODELS_DIR / REFINER_FILE,
+             LIVE_REFINER_URL: MODELS_DIR / LIVE_REFINER_FILE,
              "models/manifest.json": MODELS_DIR / "manifest.json"}
     modules = mediapipe_modules()
     if modules is not None:

@@ -766,8 +766,8 @@ def phone_app_live_markdown(r: dict[str, Any]) -> list[str]:
                      f"{x['frame_ms_p50']:.0f} | {x['frame_ms_p95']:.0f} | "
                      f"{x['faces_tracked']} | {x['frames_dropped']} | "
                      f"{x['heap_mb_before']:.1f} -> {x['heap_mb_after']:.1f} |")
-    stages = [k for k in ("analyse", "align", "geometry", "texture", "refine", "finish",
-                          "paste") if any(k in x["stages_ms"] for x in r["rows"])]
+    stages = [k for k in ("pixels", "analyse", "align", "geometry", "texture", "refine",
+                          "finish", "paste") if any(k in x["stages_ms"] for x in r["rows"])]
     lines += ["", "| live frame, ms (median) | " + " | ".join(stages) + " |",
               "|---|" + "---:|" * len(stages)]
     for x in r["rows"]:

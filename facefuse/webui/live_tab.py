@@ -10,7 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..phone.assets import APP_DIR, MEDIAPIPE_MODELS, REFINER_FILE, mediapipe_modules
+from ..phone.assets import (
+    APP_DIR,
+    LIVE_REFINER_FILE,
+    MEDIAPIPE_MODELS,
+    REFINER_FILE,
+    mediapipe_modules,
+)
 from ..stages.refine import MODELS_DIR
 
 FILE_ROUTE = "/gradio_api/file="
@@ -33,7 +39,8 @@ def face_model_files() -> dict[str, Path]:
 def static_paths() -> list[Path]:
     """What the page may load: the app's folder (engine, vendor runtimes, contract), the
     U-Net file and the MediaPipe models the engine runs (as the phone server serves them)."""
-    return [APP_DIR, MODELS_DIR / REFINER_FILE, *face_model_files().values()]
+    return [APP_DIR, MODELS_DIR / REFINER_FILE, MODELS_DIR / LIVE_REFINER_FILE,
+            *face_model_files().values()]
 
 
 HTML = """
@@ -50,7 +57,8 @@ HTML = """
 
 # Runs once when the tab's HTML is mounted (gr.HTML's js_on_load, `element` is its root).
 JS = """
-const ENGINE = %(engine)s, REFINER = %(refiner)s, FACE_MODELS = %(faces)s;
+const ENGINE = %(engine)s, REFINER = %(refiner)s, LIVE_REFINER = %(live)s,
+  FACE_MODELS = %(faces)s;
 const START = '开始实时 / Start live', STOP = '停止实时 / Stop live';
 const toggle = element.querySelector('.ff-live-toggle');
 const info = element.querySelector('.ff-live-stats');
@@ -100,7 +108,8 @@ toggle.addEventListener('click', async () => {
     info.textContent = '正在加载引擎… / loading the engine…';
     api = api || await import(ENGINE);
     window.facefuse = api;
-    await api.loadEngine({refinerUrl: REFINER, faceModels: FACE_MODELS});
+    await api.loadEngine({refinerUrl: REFINER, liveRefinerUrl: LIVE_REFINER,
+                          faceModels: FACE_MODELS});
     const source = await albumSource();
     if (!source) {
       info.textContent = '⚠️ 请先在图片融合页添加源人脸 / add a source face in the Album tab';
@@ -123,5 +132,6 @@ def build() -> None:
     gr.set_static_paths(static_paths())
     script = JS % {"engine": json.dumps(file_url(APP_DIR / "engine" / "index.js")),
                    "refiner": json.dumps(file_url(MODELS_DIR / REFINER_FILE)),
+                   "live": json.dumps(file_url(MODELS_DIR / LIVE_REFINER_FILE)),
                    "faces": json.dumps({k: file_url(v) for k, v in face_model_files().items()})}
     gr.HTML(HTML, js_on_load=script, elem_id="live-browser")

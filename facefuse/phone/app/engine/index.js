@@ -60,8 +60,9 @@ function faceModelUrls() {
 
 /** Load the models (the face detector, landmark and iris models, the U-Net) once; later
  * calls return the same engine. options.refiner = false skips loading the U-Net (fusion
- * then needs refine: false); options.refinerUrl / options.faceModels ({detector, mesh,
- * iris}): the model files' addresses when the page serves them elsewhere. */
+ * then needs refine: false); options.refinerUrl, options.liveRefinerUrl (the live view's
+ * 160 px file), options.faceModels ({detector, mesh, iris}): the model files' addresses
+ * when the page serves them elsewhere. */
 let engineOptions = {};
 export function loadEngine(options = {}) {
   if (!loading) {
@@ -227,7 +228,7 @@ export async function startLive(source, params = {}, options = {}) {
   const liveWorker = liveWorkers[kind];
   await liveWorker.ask({type: 'init', base: APP_BASE.href, contract, refine: p.refine,
     faceModels: engineOptions.faceModels ?? faceModelUrls(),
-    refinerUrl: engineOptions.refinerUrl ?? new URL(contract.refiner.url, APP_BASE).href}, 'ready');
+    refinerUrl: engineOptions.liveRefinerUrl ?? new URL(contract.refiner.live_url, APP_BASE).href}, 'ready');
   await liveWorker.ask({type: 'start', source: {face, aligned}, params: p}, 'started');
   let stream = options.stream;
   if (!stream) {

@@ -31,7 +31,7 @@ export class LiveWorker {
   }
 
   receive({data}) {
-    if (data.type === 'frame') { if (this.onFrame) this.onFrame(data); else data.bitmap.close(); return; }
+    if (data.type === 'frame') { if (this.onFrame) this.onFrame(data); return; }
     if (data.type === 'error') {
       const err = new BackendError(`live view: ${data.message}`);
       for (const [, [, reject]] of this.waiting) reject(err);
@@ -67,7 +67,26 @@ export class LiveView {
   async start() {
     await this.video.play();
     this.canvas.width = this.video.videoWidth; this.canvas.height = this.video.videoHeight;
-    this.schedule();
+    if (typeof MediaStreamTrackProcessor !== 'undefined') this.pump(); else this.schedule();
+  }
+
+  /** The camera's own frames (MediaStreamTrackProcessor: CPU memory, I420, ~1-3 ms to RGBA,
+   * where a frame taken from the <video> is a GPU texture read back in 30-150 ms on
+   * software WebGL): each one goes to the Worker, or is dropped while one is there. */
+  async pump() {
+    const [track] = this.stream.getVideoTracks();
+    this.reader = new MediaStreamTrackProcessor({track}).readable.getReader();
+    while (this.running) {
+      let got;
+      try { got = await this.reader.read(); } catch { break; }
+      if (got.done) break;
+      // Frames the processor dropped itself (this thread was busy) show as gaps in time.
+      const stamp = got.value.timestamp; const fps = track.getSettings().frameRate || 30;
+      if (this.stamp !== undefined) this.dropped += Math.max(0, Math.round(((stamp - this.stamp) * fps) / 1e6) - 1);
+      this.stamp = stamp;
+      if (!this.running || this.busy) { got.value.close(); if (this.running) this.dropped++; continue; }
+      this.send(got.value);
+    }
   }
 
   schedule() {
@@ -84,31 +103,40 @@ export class LiveView {
     // Camera frames never handed to us (the page's thread was busy) count as dropped too.
     if (meta && this.presented !== undefined) this.dropped += Math.max(0, meta.presentedFrames - this.presented - 1);
     if (meta) this.presented = meta.presentedFrames;
-    if (this.busy) this.dropped++; else this.send();
+    if (this.busy) this.dropped++; else this.send(null);
     this.schedule();
   }
 
-  async send() {
+  /** Fuse one frame (a camera VideoFrame, or null: take one from the <video>). */
+  async send(camera) {
     this.busy = true;
     const t0 = performance.now();
     let done;
     this.inFlight = new Promise((resolve) => { done = resolve; });
     try {
-      const bitmap = await createImageBitmap(this.video);
+      // A VideoFrame goes to the Worker (its pixels are copied out there without a canvas
+      // read-back); its clone is drawn here, and only the fused patch over it.
+      const useFrame = camera !== null || typeof VideoFrame !== 'undefined';
+      const frame = camera ?? (useFrame ? new VideoFrame(this.video) : await createImageBitmap(this.video));
+      const shown = useFrame ? frame.clone() : null;
       const answer = await new Promise((resolve) => {
         this.worker.onFrame = resolve;
-        this.worker.post({type: 'frame', bitmap}, [bitmap]);
+        this.worker.post({type: 'frame', frame}, [frame]);
       });
       this.worker.onFrame = null;
-      if (answer.error) throw answer.error;
+      if (answer.error) { if (shown) shown.close(); throw answer.error; }
       if (this.running) {
-        this.canvas.getContext('2d').drawImage(answer.bitmap, 0, 0);
-        this.last = {box: answer.box, w: answer.bitmap.width, h: answer.bitmap.height};
+        const ctx = this.canvas.getContext('2d');
+        if (shown) ctx.drawImage(shown, 0, 0, this.canvas.width, this.canvas.height);
+        else ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
+        const {patch} = answer;
+        if (patch) ctx.putImageData(new ImageData(patch.data, patch.w, patch.h), patch.x0, patch.y0);
+        this.last = {box: answer.box, w: this.canvas.width, h: this.canvas.height};
         if (answer.box) this.tracked++;
         this.frames.push({end: performance.now(), ms: performance.now() - t0, stages: answer.stages});
         if (this.frames.length > WINDOW) this.frames.shift();
       }
-      answer.bitmap.close();
+      if (shown) shown.close();
     } catch (err) {
       this.error = err;
       console.warn(err);
@@ -144,6 +172,7 @@ export class LiveView {
   /** Stop and release the camera; resolves once the frame in flight (if any) is back. */
   stop() {
     this.running = false;
+    if (this.reader) this.reader.cancel().catch(() => {});
     for (const track of this.stream.getTracks()) track.stop();
     this.video.srcObject = null;
     return this.inFlight;

@@ -14,29 +14,62 @@ export class LiveFuser {
     this.rgb = null;
   }
 
-  /** Fuse into `rgba` (Uint8ClampedArray, w x h x 4) in place: {box (or null), stages}. */
+  /** Fuse into `rgba` (Uint8ClampedArray, w x h x 4): {box, landmarks (null without a
+   * face), stages, patch: the changed pixels {x0, y0, w, h, data RGBA} or null}. */
   async frame(rgba, w, h) {
     const timings = new Timings();
     const face = await timings.stage('analyse', () => this.tracker.track({w, h, c: 4, data: rgba}));
-    if (!face) return {box: null, landmarks: null, stages: timings.ms};
+    if (!face) return {box: null, landmarks: null, stages: timings.ms, patch: null};
     if (!this.rgb || this.rgb.data.length !== w * h * 3) this.rgb = {w, h, c: 3, data: new Uint8ClampedArray(w * h * 3)};
     const rgb = this.rgb.data;
     for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) { rgb[i] = rgba[j]; rgb[i + 1] = rgba[j + 1]; rgb[i + 2] = rgba[j + 2]; }
     const out = await fuseFace(this.engine, this.source, this.rgb, face, this.params, timings);
-    const o = out.data;
-    for (let i = 0, j = 0; i < o.length; i += 3, j += 4) { rgba[j] = o[i]; rgba[j + 1] = o[i + 1]; rgba[j + 2] = o[i + 2]; }
-    return {box: face.box, landmarks: face.landmarks, stages: timings.ms};
+    return {box: face.box, landmarks: face.landmarks, stages: timings.ms, patch: out.changed ? patchOf(out, out.changed) : null};
   }
+}
+
+/** The box `b` of an RGB image as RGBA pixels {x0, y0, w, h, data}. */
+function patchOf(img, b) {
+  const pw = b.x1 - b.x0; const ph = b.y1 - b.y0;
+  const data = new Uint8ClampedArray(pw * ph * 4);
+  for (let y = 0; y < ph; y++) {
+    let i = ((b.y0 + y) * img.w + b.x0) * 3; let j = y * pw * 4;
+    for (let x = 0; x < pw; x++, i += 3, j += 4) {
+      data[j] = img.data[i]; data[j + 1] = img.data[i + 1]; data[j + 2] = img.data[i + 2]; data[j + 3] = 255;
+    }
+  }
+  return {x0: b.x0, y0: b.y0, w: pw, h: ph, data};
+}
+
+/** A camera frame's RGBA pixels: a VideoFrame copied out directly, or an ImageBitmap drawn
+ * and read back through `canvas`. The frame is closed. */
+async function pixelsOf(frame, canvas) {
+  if (typeof VideoFrame !== 'undefined' && frame instanceof VideoFrame) {
+    const w = frame.displayWidth; const h = frame.displayHeight;
+    const data = new Uint8ClampedArray(w * h * 4);
+    try {
+      await frame.copyTo(data, {format: 'RGBA', rect: {x: 0, y: 0, width: w, height: h}});
+    } finally {
+      frame.close();
+    }
+    return {data, w, h};
+  }
+  const w = frame.width; const h = frame.height;
+  if (!canvas.value || canvas.value.width !== w || canvas.value.height !== h) canvas.value = new OffscreenCanvas(w, h);
+  const ctx = canvas.value.getContext('2d', {willReadFrequently: true});
+  ctx.drawImage(frame, 0, 0);
+  frame.close();
+  return {data: ctx.getImageData(0, 0, w, h).data, w, h};
 }
 
 /** The live view's state behind its message protocol, run in the Worker (liveworker.js) or,
  * with {worker: false}, on the page itself. Messages: {type: 'init', base, contract,
  * faceModels, refinerUrl, refine} (load the models, once) -> 'ready'; {type: 'start', source,
- * params} -> 'started'; {type: 'params', params}; {type: 'frame', bitmap} -> {type: 'frame',
- * bitmap, box, stages}; {type: 'last'} -> the last frame's pixels before and after (RGB).
+ * params} -> 'started'; {type: 'params', params}; {type: 'frame', frame (a VideoFrame or
+ * ImageBitmap, closed here)} -> {type: 'frame', box, stages, patch}; {type: 'last'} -> the last frame's pixels before and after (RGB).
  * A failure answers {type: 'error', message}. */
 export class LiveSession {
-  constructor() { this.engine = null; this.fuser = null; this.canvas = null; this.last = null; }
+  constructor() { this.engine = null; this.fuser = null; this.canvas = {value: null}; this.last = null; }
 
   async handle(msg) {
     try {
@@ -47,11 +80,11 @@ export class LiveSession {
         return {type: 'started'};
       }
       if (msg.type === 'params') { if (this.fuser) this.fuser.params = msg.params; return null; }
-      if (msg.type === 'frame') return await this.frame(msg.bitmap);
+      if (msg.type === 'frame') return await this.frame(msg.frame);
       if (msg.type === 'last') return {type: 'last', last: this.lastPixels()};
       return null;
     } catch (err) {
-      if (msg.bitmap) msg.bitmap.close();
+      if (msg.frame) msg.frame.close();
       return {type: 'error', message: err.message || String(err)};
     }
   }
@@ -68,18 +101,16 @@ export class LiveSession {
     }
   }
 
-  async frame(bitmap) {
-    const {width: w, height: h} = bitmap;
-    if (!this.canvas || this.canvas.width !== w || this.canvas.height !== h) this.canvas = new OffscreenCanvas(w, h);
-    const ctx = this.canvas.getContext('2d', {willReadFrequently: true});
-    ctx.drawImage(bitmap, 0, 0);
-    bitmap.close();
-    const image = ctx.getImageData(0, 0, w, h);
-    const input = image.data.slice();
-    const {box, landmarks, stages} = await this.fuser.frame(image.data, w, h);
-    this.last = {input, output: image.data, w, h, box, landmarks};
-    ctx.putImageData(image, 0, 0);
-    return {type: 'frame', bitmap: this.canvas.transferToImageBitmap(), box, stages};
+  async frame(frame) {
+    const t0 = performance.now();
+    const {data, w, h} = await pixelsOf(frame, this.canvas);
+    const t1 = performance.now();
+    const {box, landmarks, stages, patch} = await this.fuser.frame(data, w, h);
+    this.last = {input: data, patch, w, h, box, landmarks};
+    // 'pixels': the camera frame into a plain array (the page draws the frame itself and
+    // only the changed patch over it).
+    stages.pixels = t1 - t0;
+    return {type: 'frame', box, stages, patch};
   }
 
   lastPixels() {
@@ -89,7 +120,11 @@ export class LiveSession {
       for (let i = 0, j = 0; i < out.length; i += 3, j += 4) { out[i] = rgba[j]; out[i + 1] = rgba[j + 1]; out[i + 2] = rgba[j + 2]; }
       return out;
     };
-    const {input, output, w, h, box, landmarks} = this.last;
+    const {input, patch, w, h, box, landmarks} = this.last;
+    const output = input.slice();
+    if (patch) {
+      for (let y = 0; y < patch.h; y++) output.set(patch.data.subarray(y * patch.w * 4, (y + 1) * patch.w * 4), ((patch.y0 + y) * w + patch.x0) * 4);
+    }
     return {input: rgb(input), output: rgb(output), w, h, box: box ?? null, landmarks: landmarks ?? null};
   }
 }

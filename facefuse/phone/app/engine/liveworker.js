@@ -6,5 +6,5 @@ const session = import('./liveframe.js').then(({LiveSession}) => new LiveSession
 
 self.onmessage = async ({data: msg}) => {
   const answer = await (await session).handle(msg);
-  if (answer) self.postMessage(answer, answer.bitmap ? [answer.bitmap] : []);
+  if (answer) self.postMessage(answer); // the patch is copied: the session keeps it for 'last'
 };

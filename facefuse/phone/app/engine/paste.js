@@ -2,6 +2,8 @@
 // face change; pixels outside the changed region stay bit-for-bit (stages/paste.py).
 import {composeAffine} from './align.js';
 
+/** The template with the face pasted in ({w, h, c, data} uint8 RGB); `changed`: the box
+ * {x0, y0, x1, y1} outside which it equals the template (absent when nothing changed). */
 export function pasteBack(template, aligned, field, delta, region, contract) {
   const {change_eps: changeEps, region_eps: regionEps} = contract.constants;
   const size = aligned.size;
@@ -73,5 +75,6 @@ export function pasteBack(template, aligned, field, delta, region, contract) {
       o8[o + 2] = Math.round(data[p00 + 2] * w00 + data[p01 + 2] * w01 + data[p10 + 2] * w10 + data[p11 + 2] * w11 + d2);
     }
   }
+  out.changed = {x0, y0, x1, y1}; // the only pixels that may differ from the template
   return out;
 }
