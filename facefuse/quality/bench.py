@@ -889,9 +889,9 @@ def markdown(report: dict[str, Any]) -> str:
                       "| stage | ms (median) |", "|---|---:|"]
             lines += [f"| {k} | {v:.1f} |" for k, v in a["stages_ms"].items()]
             lines += ["", "| | seconds |", "|---|---:|",
-                      f"| engine load (LiteRT.js + U-Net, Face Mesh graphs) | "
-                      f"{a['engine_load_s']:.2f} |",
-                      f"| first fusion (Face Mesh's landmark model warms up) | "
+                      "| engine load (browser start, LiteRT.js, the landmark models, the U-Net) "
+                      f"| {a['engine_load_s']:.2f} |",
+                      f"| first fusion (the runtimes warm up) | "
                       f"{a['first_fusion_s']:.2f} |",
                       f"| album fusion per pair, median (max) | {a['phone_pair_s']:.2f} "
                       f"({a['phone_pair_s_max']:.2f}) |",
