@@ -358,3 +358,28 @@ def test_a_camera_still_fuses_with_the_tracked_face(page, astronaut, astronaut_t
            still.shape[1], still.shape[0], tracked])
     assert (result["w"], result["h"]) == (still.shape[1], still.shape[0])
     assert len(result["faces"]) == 1
+
+
+@needs_browser
+@pytest.mark.parametrize("options", [{"workers": 2}, {"worker": False}])
+def test_live_view_with_two_workers_or_on_the_page(page, astronaut_template, options):
+    """The same live session in two Workers taking turns (each starting from the newest
+    ROI), or on the page's own thread (what the benchmark throttles): fused frames."""
+    stats = page.evaluate("""async ([b, options]) => {
+        const blob = new Blob([Uint8Array.from(atob(b), (c) => c.charCodeAt(0))]);
+        await window.facefuse.startLive(blob, {ratio: 1.0}, options);
+        window.facefuse.stats();
+        const end = performance.now() + 120000;
+        let tracked = 0, last = null;
+        while (performance.now() < end && tracked < 4) {
+            await new Promise((resolve) => setTimeout(resolve, 500));
+            last = window.facefuse.stats(); tracked += last.faces_tracked;
+        }
+        const pixels = await window.facefuse.lastLiveFramePixels();
+        await window.facefuse.stopLive();
+        return {tracked, last, changed: pixels && pixels.box
+                ? pixels.input.some((v, i) => v !== pixels.output[i]) : false};
+    }""", [b64(png_bytes(astronaut_template)), options])
+    assert stats["tracked"] >= 4 and stats["changed"]
+    assert stats["last"]["in_worker"] == options.get("worker", True)
+    assert stats["last"]["workers"] == options.get("workers", 0)

@@ -517,7 +517,8 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     axes[1].legend(fontsize=8)
     axes[1].tick_params(axis="x", labelsize=8)
     if live:  # the phone app's live view: fps per throttling x refiner, with the goals
-        names = [f"{x['throttle']}x {'W' if x.get('worker') else 'P'}\nrefine "
+        names = [f"{x['throttle']}x {x.get('workers', 0) or 'P'}{'W' if x.get('workers') else ''}"
+                 f"\nrefine "
                  f"{'on' if x['refine'] else 'off'}" for x in live]
         axes[2].bar(names, [x["fps"] for x in live], color="#55a868")
         for rate, goal in ((1, report["phone_app_live"]["goal"]["fps_1x"]),
@@ -593,21 +594,21 @@ def bench_phone_album(pairs: list[tuple[Path, Path]]) -> dict[str, Any]:
             "face_psnr_vs_python_db_min": min(psnrs), "target_s": 1.5}
 
 
-LIVE_START_JS = """async ([source, refine, worker]) => {
+LIVE_START_JS = """async ([source, refine, workers]) => {
   const blob = new Blob([Uint8Array.from(atob(source), (c) => c.charCodeAt(0))],
                         {type: 'image/jpeg'});
-  await window.facefuse.startLive(blob, {refine}, {worker});
+  await window.facefuse.startLive(blob, {refine}, {worker: workers > 0, workers});
 }"""
 
 
-# (throttling rate, fused in the Worker): DevTools' CPU throttling slows the page's own
-# thread only, so the throttled rows fuse on the page (startLive's {worker: false}) to put
-# every stage under it; 1x is measured both ways.
-LIVE_ROWS = ((1, True), (1, False), (4, False))
+# (throttling rate, Workers; 0: the page's thread): DevTools' CPU throttling slows the
+# page's own thread only, so the throttled rows fuse on the page (startLive's
+# {worker: false}) to put every stage under it; 1x is measured each way.
+LIVE_ROWS = ((1, 1), (1, 2), (1, 0), (4, 0))
 
 
 def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0,
-                         rows_of: tuple[tuple[int, bool], ...] = LIVE_ROWS) -> dict[str, Any]:
+                         rows_of: tuple[tuple[int, int], ...] = LIVE_ROWS) -> dict[str, Any]:
     """The phone app's live view in Chromium (Pixel 7 profile) on a fake camera that films
     a real face (a .y4m made from `camera_photo` as the desktop live bench makes its clip):
     per CPU throttling rate (CDP Emulation.setCPUThrottlingRate; 4x stands in for a
@@ -647,10 +648,10 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
                 cdp.send("HeapProfiler.collectGarbage")
                 return cdp.send("Runtime.getHeapUsage")["usedSize"] / 2 ** 20
 
-            for rate, worker in rows_of:
+            for rate, workers in rows_of:
                 cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
                 for refine in (True, False):
-                    page.evaluate(LIVE_START_JS, [blob, refine, worker])
+                    page.evaluate(LIVE_START_JS, [blob, refine, workers])
                     page.wait_for_function("() => window.facefuse.lastLiveFrame()?.box",
                                            timeout=300_000, polling=500)
                     time.sleep(2.0)  # past the first frames' warm-up
@@ -661,7 +662,7 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
                     after = heap_mb()
                     page.evaluate("window.facefuse.stopLive()")
                     rows.append({"throttle": rate, "refine": refine, "seconds": seconds,
-                                 "worker": worker,
+                                 "worker": workers > 0, "workers": workers,
                                  **stats, "heap_mb_before": before, "heap_mb_after": after})
             cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
             browser.close()
@@ -751,7 +752,8 @@ def phone_app_live_markdown(r: dict[str, Any]) -> list[str]:
     if "note" in r:
         return [f"Phone app live view: not measured ({r['note']})", ""]
     def where(x: dict[str, Any]) -> str:
-        return "Worker" if x.get("worker", False) else "page thread"
+        n = x.get("workers", 1 if x.get("worker") else 0)
+        return "page thread" if n == 0 else "Worker" if n == 1 else f"{n} Workers"
 
     lines = ["### Phone app live view (Chromium, Pixel 7 profile, fake "
              f"camera of {r['camera']}, source {r['source']})", "",

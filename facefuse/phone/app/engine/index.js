@@ -211,7 +211,9 @@ const liveWorkers = {}; // {worker, page}: one per page and kind, models loaded 
 /** Open the front camera (or `options.stream`) and fuse `source` into every frame on the
  * 320 crop path, drawn onto `options.canvas` (or a new canvas). The frames are fused in a
  * Worker (liveworker.js), or on this page's thread with options.worker = false (what a
- * benchmark's CPU throttling reaches). Returns {canvas, video}. */
+ * benchmark's CPU throttling reaches). options.workers: how many Workers take turns (each
+ * fuses every other frame; default 2 on a device with 4 or more cores, else 1).
+ * Returns {canvas, video}. */
 export async function startLive(source, params = {}, options = {}) {
   await loadEngine();
   const {contract} = engine;
@@ -223,13 +225,18 @@ export async function startLive(source, params = {}, options = {}) {
   const aligned = alignFace(entry.rgb, face, LIVE_CROP, contract);
   roundInPlace(aligned.crop);
   const kind = options.worker === false ? 'page' : 'worker';
-  liveWorkers[kind] ??= kind === 'page' ? new LiveWorker(null, new LiveSession())
-    : new LiveWorker(new URL('./liveworker.js', import.meta.url));
-  const liveWorker = liveWorkers[kind];
-  await liveWorker.ask({type: 'init', base: APP_BASE.href, contract, refine: p.refine,
+  const count = kind === 'page' ? 1 : Math.max(1, options.workers ?? defaultWorkers());
+  const pool = (liveWorkers[kind] ??= []);
+  while (pool.length < count) {
+    pool.push(kind === 'page' ? new LiveWorker(null, new LiveSession())
+      : new LiveWorker(new URL('./liveworker.js', import.meta.url)));
+  }
+  const workers = pool.slice(0, count);
+  const init = {type: 'init', base: APP_BASE.href, contract, refine: p.refine,
     faceModels: engineOptions.faceModels ?? faceModelUrls(),
-    refinerUrl: engineOptions.liveRefinerUrl ?? new URL(contract.refiner.live_url, APP_BASE).href}, 'ready');
-  await liveWorker.ask({type: 'start', source: {face, aligned}, params: p}, 'started');
+    refinerUrl: engineOptions.liveRefinerUrl ?? new URL(contract.refiner.live_url, APP_BASE).href};
+  await Promise.all(workers.map((w) => w.ask(init, 'ready')));
+  await Promise.all(workers.map((w) => w.ask({type: 'start', source: {face, aligned}, params: p}, 'started')));
   let stream = options.stream;
   if (!stream) {
     try {
@@ -240,10 +247,16 @@ export async function startLive(source, params = {}, options = {}) {
     }
   }
   const canvas = options.canvas || document.createElement('canvas');
-  liveView = new LiveView(liveWorker, stream, canvas);
+  liveView = new LiveView(workers, stream, canvas);
   liveView.kind = kind;
   await liveView.start();
   return {canvas, video: liveView.video};
+}
+
+/** Two Workers where there are cores for them: a frame's stages run one after the other,
+ * so a second Worker fusing the next frame meanwhile is what turns cores into frames. */
+function defaultWorkers() {
+  return (globalThis.navigator?.hardwareConcurrency ?? 1) >= 4 ? 2 : 1;
 }
 
 /** The live path's parameters: the given values on the 320 crop, one face, no smoothing. */
@@ -257,7 +270,7 @@ function liveParams(params, contract) {
 export function updateLive(params) {
   if (!liveView) return null;
   const p = liveParams(params, engine.contract);
-  liveView.worker.post({type: 'params', params: p});
+  for (const worker of liveView.workers) worker.post({type: 'params', params: p});
   return p;
 }
 

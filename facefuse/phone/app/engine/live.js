@@ -54,12 +54,15 @@ export class LiveWorker {
   post(msg, transfer = []) { this.worker.postMessage(msg, transfer); }
 }
 
-/** A running live view: `worker` has been started with the source and parameters. */
+/** A running live view: each of `workers` has been started with the source and parameters.
+ * Each takes one frame at a time; with several, consecutive frames go to different ones and
+ * each starts from the newest ROI any of them found. */
 export class LiveView {
-  constructor(worker, stream, canvas) {
-    this.worker = worker; this.stream = stream; this.canvas = canvas;
+  constructor(workers, stream, canvas) {
+    this.workers = workers; this.worker = workers[0]; this.stream = stream; this.canvas = canvas;
     this.frames = []; this.dropped = 0; this.tracked = 0;
-    this.busy = false; this.running = true; this.last = null; this.inFlight = Promise.resolve();
+    this.free = [...workers]; this.pending = new Set(); this.running = true; this.last = null;
+    this.seq = 0; this.shownSeq = -1; this.roi = undefined; this.roiSeq = -1;
     this.video = document.createElement('video');
     this.video.muted = true; this.video.playsInline = true; this.video.srcObject = stream;
   }
@@ -84,7 +87,7 @@ export class LiveView {
       const stamp = got.value.timestamp; const fps = track.getSettings().frameRate || 30;
       if (this.stamp !== undefined) this.dropped += Math.max(0, Math.round(((stamp - this.stamp) * fps) / 1e6) - 1);
       this.stamp = stamp;
-      if (!this.running || this.busy) { got.value.close(); if (this.running) this.dropped++; continue; }
+      if (!this.running || !this.free.length) { got.value.close(); if (this.running) this.dropped++; continue; }
       this.send(got.value);
     }
   }
@@ -103,16 +106,19 @@ export class LiveView {
     // Camera frames never handed to us (the page's thread was busy) count as dropped too.
     if (meta && this.presented !== undefined) this.dropped += Math.max(0, meta.presentedFrames - this.presented - 1);
     if (meta) this.presented = meta.presentedFrames;
-    if (this.busy) this.dropped++; else this.send(null);
+    if (!this.free.length) this.dropped++; else this.send(null);
     this.schedule();
   }
 
-  /** Fuse one frame (a camera VideoFrame, or null: take one from the <video>). */
+  /** Fuse one frame (a camera VideoFrame, or null: take one from the <video>) on a free
+   * Worker. */
   async send(camera) {
-    this.busy = true;
+    const worker = this.free.shift();
+    const seq = this.seq++;
     const t0 = performance.now();
     let done;
-    this.inFlight = new Promise((resolve) => { done = resolve; });
+    const flight = new Promise((resolve) => { done = resolve; });
+    this.pending.add(flight);
     try {
       // A VideoFrame goes to the Worker (its pixels are copied out there without a canvas
       // read-back); its clone is drawn here, and only the fused patch over it.
@@ -120,28 +126,34 @@ export class LiveView {
       const frame = camera ?? (useFrame ? new VideoFrame(this.video) : await createImageBitmap(this.video));
       const shown = useFrame ? frame.clone() : null;
       const answer = await new Promise((resolve) => {
-        this.worker.onFrame = resolve;
-        this.worker.post({type: 'frame', frame}, [frame]);
+        worker.onFrame = resolve;
+        worker.post({type: 'frame', frame, roi: this.roi}, [frame]);
       });
-      this.worker.onFrame = null;
+      worker.onFrame = null;
       if (answer.error) { if (shown) shown.close(); throw answer.error; }
-      if (this.running) {
+      if (seq > this.roiSeq) { this.roi = answer.roi; this.roiSeq = seq; }
+      if (this.running && seq > this.shownSeq) {
+        this.shownSeq = seq;
         const ctx = this.canvas.getContext('2d');
         if (shown) ctx.drawImage(shown, 0, 0, this.canvas.width, this.canvas.height);
         else ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
         const {patch} = answer;
         if (patch) ctx.putImageData(new ImageData(patch.data, patch.w, patch.h), patch.x0, patch.y0);
         this.last = {box: answer.box, w: this.canvas.width, h: this.canvas.height};
+        this.worker = worker; // the one that holds the frame shown (lastLiveFramePixels)
         if (answer.box) this.tracked++;
         this.frames.push({end: performance.now(), ms: performance.now() - t0, stages: answer.stages});
         if (this.frames.length > WINDOW) this.frames.shift();
+      } else if (this.running) {
+        this.dropped++; // overtaken by a newer frame from another Worker
       }
       if (shown) shown.close();
     } catch (err) {
       this.error = err;
       console.warn(err);
     } finally {
-      this.busy = false;
+      this.free.push(worker);
+      this.pending.delete(flight);
       done();
     }
   }
@@ -162,6 +174,7 @@ export class LiveView {
       stages_ms: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, median(v)])),
       faces_tracked: this.tracked,
       in_worker: this.kind !== 'page',
+      workers: this.kind === 'page' ? 0 : this.workers.length,
       frames_dropped: this.dropped,
       width: this.canvas.width, height: this.canvas.height,
     };
@@ -175,6 +188,6 @@ export class LiveView {
     if (this.reader) this.reader.cancel().catch(() => {});
     for (const track of this.stream.getTracks()) track.stop();
     this.video.srcObject = null;
-    return this.inFlight;
+    return Promise.all([...this.pending]);
   }
 }

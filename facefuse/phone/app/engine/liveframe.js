@@ -16,8 +16,11 @@ export class LiveFuser {
 
   /** Fuse into `rgba` (Uint8ClampedArray, w x h x 4): {box, landmarks (null without a
    * face), stages, patch: the changed pixels {x0, y0, w, h, data RGBA} or null}. */
-  async frame(rgba, w, h) {
+  async frame(rgba, w, h, roi) {
     const timings = new Timings();
+    // `roi`: the newest ROI the page knows (another Worker's frame may be newer than this
+    // one's last); undefined keeps this tracker's own.
+    if (roi !== undefined) this.tracker.roi = roi;
     const face = await timings.stage('analyse', () => this.tracker.track({w, h, c: 4, data: rgba}));
     if (!face) return {box: null, landmarks: null, stages: timings.ms, patch: null};
     if (!this.rgb || this.rgb.data.length !== w * h * 3) this.rgb = {w, h, c: 3, data: new Uint8ClampedArray(w * h * 3)};
@@ -66,7 +69,8 @@ async function pixelsOf(frame, canvas) {
  * with {worker: false}, on the page itself. Messages: {type: 'init', base, contract,
  * faceModels, refinerUrl, refine} (load the models, once) -> 'ready'; {type: 'start', source,
  * params} -> 'started'; {type: 'params', params}; {type: 'frame', frame (a VideoFrame or
- * ImageBitmap, closed here)} -> {type: 'frame', box, stages, patch}; {type: 'last'} -> the last frame's pixels before and after (RGB).
+ * ImageBitmap, closed here), roi} -> {type: 'frame', box, stages, patch, roi (the next
+ * frame's)}; {type: 'last'} -> the last frame's pixels before and after (RGB).
  * A failure answers {type: 'error', message}. */
 export class LiveSession {
   constructor() { this.engine = null; this.fuser = null; this.canvas = {value: null}; this.last = null; }
@@ -80,7 +84,7 @@ export class LiveSession {
         return {type: 'started'};
       }
       if (msg.type === 'params') { if (this.fuser) this.fuser.params = msg.params; return null; }
-      if (msg.type === 'frame') return await this.frame(msg.frame);
+      if (msg.type === 'frame') return await this.frame(msg.frame, msg.roi);
       if (msg.type === 'last') return {type: 'last', last: this.lastPixels()};
       return null;
     } catch (err) {
@@ -101,16 +105,16 @@ export class LiveSession {
     }
   }
 
-  async frame(frame) {
+  async frame(frame, roi) {
     const t0 = performance.now();
     const {data, w, h} = await pixelsOf(frame, this.canvas);
     const t1 = performance.now();
-    const {box, landmarks, stages, patch} = await this.fuser.frame(data, w, h);
+    const {box, landmarks, stages, patch} = await this.fuser.frame(data, w, h, roi);
     this.last = {input: data, patch, w, h, box, landmarks};
     // 'pixels': the camera frame into a plain array (the page draws the frame itself and
     // only the changed patch over it).
     stages.pixels = t1 - t0;
-    return {type: 'frame', box, stages, patch};
+    return {type: 'frame', box, stages, patch, roi: this.fuser.tracker.roi};
   }
 
   lastPixels() {
