@@ -58,19 +58,18 @@ function faceModelUrls() {
     iris: dir + 'iris_landmark.tflite'};
 }
 
+let engineOptions = {}; // loadEngine's options, for the live Workers' own model loads
+
 /** Load the models (the face detector, landmark and iris models, the U-Net) once; later
  * calls return the same engine. options.refiner = false skips loading the U-Net (fusion
  * then needs refine: false); options.refinerUrl, options.liveRefinerUrl (the live view's
  * 160 px file), options.faceModels ({detector, mesh, iris}): the model files' addresses
  * when the page serves them elsewhere. */
-let engineOptions = {};
 export function loadEngine(options = {}) {
   if (!loading) {
     engineOptions = options;
     loading = (async () => {
       const contract = await loadContract();
-      // One after the other: both runtimes are Emscripten builds that pass their set-up
-      // through the same globals while they load.
       // Both on LiteRT.js's CPU runtime: compiling the U-Net and the three MediaPipe models
       // takes a fraction of a second, with no WebGL graph to build or warm.
       const [refiner, models] = await Promise.all([
