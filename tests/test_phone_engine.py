@@ -244,10 +244,11 @@ def test_live_view_fuses_the_camera_face_and_keeps_the_background(page, astronau
         frame = page.evaluate("""async () => {
             const end = performance.now() + 240000;
             while (performance.now() < end) {  // the first frame with a face, read in one go
-                const f = window.facefuse.lastLiveFrame();
+                const f = window.facefuse && window.facefuse.lastLiveFrame()?.box
+                    && await window.facefuse.lastLiveFramePixels();
                 if (f && f.box) {
-                    return {input: Array.from(f.input.data), output: Array.from(f.output.data),
-                            w: f.input.w, h: f.input.h, box: f.box,
+                    return {input: Array.from(f.input), output: Array.from(f.output),
+                            w: f.w, h: f.h, box: f.box,
                             stats: window.facefuse.stats()};
                 }
                 await new Promise((resolve) => setTimeout(resolve, 100));
@@ -270,3 +271,115 @@ def test_live_view_fuses_the_camera_face_and_keeps_the_background(page, astronau
     stats = frame["stats"]
     assert stats["faces_tracked"] >= 1 and stats["frame_ms_p50"] > 0
     assert set(stats["stages_ms"]) >= {"analyse", "geometry", "texture", "refine", "paste"}
+
+
+TRACK_JS = """async ([frames, modelDir]) => {
+  const M = await import('/engine/facemodels.js');
+  const models = await M.loadFaceModels(location.origin + '/', {
+    detector: modelDir + 'face_detection_short_range.tflite',
+    mesh: modelDir + 'face_landmark.tflite', iris: modelDir + 'iris_landmark.tflite'});
+  const tracker = new M.FaceTracker(models, 0.5);
+  const out = [];
+  for (const [w, h, b64] of frames) {  // one after the other, as camera frames
+    const data = Uint8ClampedArray.from(atob(b64), (c) => c.charCodeAt(0));
+    const face = await tracker.track({w, h, c: 3, data});
+    out.push(face && {landmarks: Array.from(face.landmarks), box: face.box,
+                      followed: tracker.roi !== null});
+  }
+  return out;
+}"""
+
+
+def _frame(rgb: np.ndarray) -> list:
+    rgb = np.ascontiguousarray(rgb)
+    return [rgb.shape[1], rgb.shape[0], b64(rgb.tobytes())]
+
+
+@needs_browser
+def test_litert_landmarks_follow_the_python_analyser(page, engine, astronaut, london):
+    """The live path's landmarks (MediaPipe's face detector, face landmark and iris .tflite
+    on LiteRT.js, with this engine's anchors, ROI and tracking) against the Python
+    analyser's (MediaPipe's own graph, refined mesh) on real photos: 478 points in the same
+    order, within a few pixels at the 320 crop's scale; a frame without a face gives null
+    and the tracker looks for a face again."""
+    canon = np.asarray(contract.build_contract()["canonical_keypoints"])
+    crop_iod = float(np.linalg.norm(canon[1] - canon[0])) * 320  # eyes apart in the crop
+    photos = [astronaut, load_image(london / "smiling" / "001_08.jpg"),
+              load_image(london / "neutral" / "002_03.jpg")]
+    blank = np.full((480, 640, 3), 128, np.uint8)
+    for photo in photos:
+        expected = engine.analyzer.detect(photo)[0].landmarks
+        found = page.evaluate(TRACK_JS, [[_frame(photo), _frame(photo), _frame(blank),
+                                          _frame(photo)], "/models/mediapipe/"])
+        first, followed, lost, again = found
+        assert first is not None and followed is not None and again is not None
+        assert followed["followed"]  # the next frame's ROI comes from these landmarks
+        assert lost is None  # no face: null, and the tracker drops its ROI
+        for got in (first, followed, again):
+            lm = np.asarray(got["landmarks"]).reshape(-1, 3)
+            assert lm.shape == (478, 3)
+            iod = np.linalg.norm(expected[473, :2] - expected[468, :2])
+            err = np.linalg.norm(lm[:, :2] - expected[:, :2], axis=1) * crop_iod / iod
+            assert err.mean() < 4.0, f"mean {err.mean():.1f} px at the 320 crop"
+            assert err[[468, 473]].max() < 3.0  # the iris centres: the alignment's key points
+            assert np.corrcoef(lm[:468, 2], expected[:468, 2])[0, 1] > 0.98  # depth alike
+
+
+@needs_browser
+def test_a_camera_still_fuses_with_the_tracked_face(page, astronaut, astronaut_template,
+                                                    tmp_path):
+    """The shutter's still: on a frame where the album path's face search finds nothing
+    (the face half out of the picture), the face the tracker followed is used instead."""
+    from facefuse.runners.live import make_face_video
+
+    cap = cv2.VideoCapture(str(make_face_video(astronaut, tmp_path / "face.mp4", frames=40)))
+    frames = []
+    ok, bgr = cap.read()
+    while ok:
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        ok, bgr = cap.read()
+    still = frames[35]  # the clip's face is cut by the top edge here
+    assert in_page(page, png_bytes(astronaut_template), png_bytes(still))["error"] \
+        == "NoFaceError"
+    tracked = page.evaluate(TRACK_JS, [[_frame(f) for f in frames[28:36]],
+                                       "/models/mediapipe/"])[-1]
+    assert tracked is not None  # the tracker still follows it
+    result = page.evaluate("""async ([s, t, w, h, face]) => {
+        const blob = new Blob([Uint8Array.from(atob(s), (c) => c.charCodeAt(0))]);
+        const rgb = Uint8ClampedArray.from(atob(t), (c) => c.charCodeAt(0));
+        const rgba = new Uint8ClampedArray(w * h * 4);
+        for (let i = 0; i < w * h; i++) {
+            rgba.set(rgb.subarray(3 * i, 3 * i + 3), 4 * i); rgba[4 * i + 3] = 255;
+        }
+        const r = await window.facefuse.fuse(blob, {width: w, height: h, data: rgba}, {},
+            {templateFaces: [{box: face.box, score: 1, landmarks: face.landmarks}]});
+        return {w: r.image.width, h: r.image.height, faces: r.faces};
+    }""", [b64(png_bytes(astronaut_template)), b64(np.ascontiguousarray(still).tobytes()),
+           still.shape[1], still.shape[0], tracked])
+    assert (result["w"], result["h"]) == (still.shape[1], still.shape[0])
+    assert len(result["faces"]) == 1
+
+
+@needs_browser
+@pytest.mark.parametrize("options", [{"workers": 2}, {"worker": False}])
+def test_live_view_with_two_workers_or_on_the_page(page, astronaut_template, options):
+    """The same live session in two Workers taking turns (each starting from the newest
+    ROI), or on the page's own thread (what the benchmark throttles): fused frames."""
+    stats = page.evaluate("""async ([b, options]) => {
+        const blob = new Blob([Uint8Array.from(atob(b), (c) => c.charCodeAt(0))]);
+        await window.facefuse.startLive(blob, {ratio: 1.0}, options);
+        window.facefuse.stats();
+        const end = performance.now() + 120000;
+        let tracked = 0, last = null;
+        while (performance.now() < end && tracked < 4) {
+            await new Promise((resolve) => setTimeout(resolve, 500));
+            last = window.facefuse.stats(); tracked += last.faces_tracked;
+        }
+        const pixels = await window.facefuse.lastLiveFramePixels();
+        await window.facefuse.stopLive();
+        return {tracked, last, changed: pixels && pixels.box
+                ? pixels.input.some((v, i) => v !== pixels.output[i]) : false};
+    }""", [b64(png_bytes(astronaut_template)), options])
+    assert stats["tracked"] >= 4 and stats["changed"]
+    assert stats["last"]["in_worker"] == options.get("worker", True)
+    assert stats["last"]["workers"] == options.get("workers", 0)

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from facefuse.phone.assets import APP_DIR
 from facefuse.quality.phone_browser import CHROMIUM_FLAGS, chromium_path, serve_app
@@ -162,10 +161,11 @@ def start_live(page) -> dict:
     frame = page.evaluate("""async (limit) => {
         const end = performance.now() + limit;
         while (performance.now() < end) {
-            const f = window.facefuse.lastLiveFrame();
-            if (f && f.box) return {input: Array.from(f.input.data),
-                                    output: Array.from(f.output.data),
-                                    w: f.input.w, h: f.input.h, box: f.box};
+            const f = window.facefuse && window.facefuse.lastLiveFrame()?.box
+                    && await window.facefuse.lastLiveFramePixels();
+            if (f && f.box) return {input: Array.from(f.input),
+                                    output: Array.from(f.output),
+                                    w: f.w, h: f.h, box: f.box};
             await new Promise((resolve) => setTimeout(resolve, 100));
         }
         return null;
@@ -202,15 +202,11 @@ def test_live_view_fuses_camera_frames_and_the_shutter_saves_a_tagged_still(app)
         page.wait_for_function(
             "() => /fps/.test(document.getElementById('live-stats').textContent)", timeout=30_000)
 
-        try:
-            with page.expect_download(timeout=120_000) as download:
-                page.tap("#shutter")
-        except PlaywrightTimeoutError:
-            # Seen once in CI (1 of 2 full runs): the shutter's still never reached the
-            # download. Known open defect of issue #16, recorded there; the live-view
-            # assertions above still hold.
-            status = page.eval_on_selector("#status", "e => e.textContent")
-            pytest.xfail(f"shutter produced no download within 120 s (status: {status!r})")
+        # The still is the last fused frame with its tracked face: in about a quarter of
+        # this clip's frames the face is half out of the picture, where the album path's own
+        # face search finds none (that was the shutter's occasional missing download).
+        with page.expect_download(timeout=120_000) as download:
+            page.tap("#shutter")
         data = Path(download.value.path()).read_bytes()
         still = Image.open(io.BytesIO(data))
         assert still.format == "JPEG" and still.size == (frame["w"], frame["h"])  # full frame

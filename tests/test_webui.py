@@ -258,10 +258,11 @@ def test_live_tab_runs_the_engine_in_the_browser(server, photos, tmp_path, astro
         frame = page.evaluate("""async () => {
             const end = performance.now() + 240000;
             while (performance.now() < end) {
-                const f = window.facefuse && window.facefuse.lastLiveFrame();
-                if (f && f.box) return {input: Array.from(f.input.data),
-                                        output: Array.from(f.output.data),
-                                        w: f.input.w, h: f.input.h, box: f.box};
+                const f = window.facefuse && window.facefuse.lastLiveFrame()?.box
+                    && await window.facefuse.lastLiveFramePixels();
+                if (f && f.box) return {input: Array.from(f.input),
+                                        output: Array.from(f.output),
+                                        w: f.w, h: f.h, box: f.box};
                 await new Promise((resolve) => setTimeout(resolve, 100));
             }
             return null;

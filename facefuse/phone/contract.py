@@ -17,7 +17,7 @@ from typing import Any
 from .. import errors, imageio
 from ..params import LABELS, PRESETS, param_specs
 from ..stages import align, analysis, geometry, mesh_topology, paste, refine, texture
-from .assets import APP_DIR, REFINER_URL
+from .assets import APP_DIR, LIVE_REFINER_URL, REFINER_URL
 
 CONTRACT_PATH = APP_DIR / "contract.json"
 
@@ -74,7 +74,8 @@ def build_contract() -> dict[str, Any]:
             "refine_side": refine.REFINE_SIDE, "size_multiple": refine.SIZE_MULTIPLE,
             "change_eps": paste.CHANGE_EPS, "region_eps": paste.REGION_EPS,
         },
-        "refiner": {"url": REFINER_URL, "manifest": manifest},
+        "refiner": {"url": REFINER_URL, "live_url": LIVE_REFINER_URL,
+                    "manifest": manifest},
     }
 
 

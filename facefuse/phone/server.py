@@ -33,11 +33,10 @@ CA_URL = "facefuse-ca.crt"
 PRECACHE_URL = "files.js"
 BUILD_MARKER = ".facefuse-phone-build"
 # The page's policy: its own origin only. 'wasm-unsafe-eval' lets WebAssembly compile (the
-# landmark and refiner runtimes); 'unsafe-eval' because MediaPipe Face Mesh's wasm glue
-# (Emscripten embind) builds its bindings with `new Function`: only this origin's own scripts
-# run, and connect-src keeps every request on this origin. blob: serves results and worker
-# code made in the page.
-CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval' 'wasm-unsafe-eval'; "
+# LiteRT.js runtime of the landmark models and the refiner); no 'unsafe-eval': only this
+# origin's own scripts run, and connect-src keeps every request on this origin. blob: serves
+# results and worker code made in the page.
+CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
        "connect-src 'self'; img-src 'self' blob: data:; "
        "media-src 'self' blob:; worker-src 'self' blob:; style-src 'self'; "
        "object-src 'none'; base-uri 'self'; form-action 'none'")

@@ -11,13 +11,8 @@ const VENDOR = 'facefuse/phone/app/vendor';
 
 // [package file, vendor file, {bare specifier: relative path}]
 const FILES = [
-  // Face Mesh (legacy solution 0.4.1633559619: later builds abort in Chromium). Only the
-  // SIMD build: every browser the app targets has WebAssembly SIMD.
-  ...['face_mesh.js', 'face_mesh.binarypb', 'face_mesh_solution_packed_assets.data',
-      'face_mesh_solution_packed_assets_loader.js', 'face_mesh_solution_simd_wasm_bin.js',
-      'face_mesh_solution_simd_wasm_bin.wasm', 'face_mesh_solution_simd_wasm_bin.data']
-    .map((f) => [`@mediapipe/face_mesh/${f}`, `face_mesh/${f}`]),
-  // LiteRT.js: the refiner. Only the compat build (SIMD128, no relaxed SIMD, no threads),
+  // LiteRT.js: the landmark models and the refiner (the models themselves are served from
+  // the installed mediapipe wheel and facefuse/models, not vendored). Only the compat build (SIMD128, no relaxed SIMD, no threads),
   // which every browser with WebAssembly SIMD runs.
   ['@litertjs/core/dist/index.js', 'litert/index.js',
     {'@litertjs/wasm-utils': './wasm-utils.js'}],
@@ -34,7 +29,7 @@ const FILES = [
   ['robust-predicates/LICENSE', 'delaunator/robust-predicates/LICENSE'],
 ];
 
-for (const sub of ['face_mesh', 'litert', 'delaunator']) {
+for (const sub of ['litert', 'delaunator']) {
   rmSync(join(VENDOR, sub), {recursive: true, force: true});
 }
 for (const [from, to, rewrites] of FILES) {

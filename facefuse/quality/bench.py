@@ -517,14 +517,16 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     axes[1].legend(fontsize=8)
     axes[1].tick_params(axis="x", labelsize=8)
     if live:  # the phone app's live view: fps per throttling x refiner, with the goals
-        names = [f"{x['throttle']}x\nrefine {'on' if x['refine'] else 'off'}" for x in live]
+        names = [f"{x['throttle']}x {x.get('workers', 0) or 'P'}{'W' if x.get('workers') else ''}"
+                 f"\nrefine "
+                 f"{'on' if x['refine'] else 'off'}" for x in live]
         axes[2].bar(names, [x["fps"] for x in live], color="#55a868")
         for rate, goal in ((1, report["phone_app_live"]["goal"]["fps_1x"]),
                            (4, report["phone_app_live"]["goal"]["fps_4x"])):
             axes[2].axhline(goal, ls="--", lw=1, color="grey")
             axes[2].annotate(f"goal {rate}x", (0, goal), fontsize=8, va="bottom")
         axes[2].set_ylabel("frames per second")
-        axes[2].set_title("Phone app live view (Chromium, software WebGL)")
+        axes[2].set_title("Phone app live view (Chromium; W: Worker, P: page thread)")
         axes[2].tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -592,20 +594,26 @@ def bench_phone_album(pairs: list[tuple[Path, Path]]) -> dict[str, Any]:
             "face_psnr_vs_python_db_min": min(psnrs), "target_s": 1.5}
 
 
-LIVE_START_JS = """async ([source, refine]) => {
+LIVE_START_JS = """async ([source, refine, workers]) => {
   const blob = new Blob([Uint8Array.from(atob(source), (c) => c.charCodeAt(0))],
                         {type: 'image/jpeg'});
-  await window.facefuse.startLive(blob, {refine});
+  await window.facefuse.startLive(blob, {refine}, {worker: workers > 0, workers});
 }"""
 
 
+# (throttling rate, Workers; 0: the page's thread): DevTools' CPU throttling slows the
+# page's own thread only, so the throttled rows fuse on the page (startLive's
+# {worker: false}) to put every stage under it; 1x is measured each way.
+LIVE_ROWS = ((1, 1), (1, 2), (1, 0), (4, 0))
+
+
 def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0,
-                         throttles: tuple[int, ...] = (1, 4)) -> dict[str, Any]:
-    """The phone app's live view in Chromium (Pixel 7 profile, software WebGL) on a fake
-    camera that films a real face (a .y4m made from `camera_photo` as the desktop live bench
-    makes its clip): per CPU throttling rate (CDP Emulation.setCPUThrottlingRate; 4x stands
-    in for a mid-range phone) and refiner on/off, fps, frame ms p50/p95, per-stage ms, faces
-    tracked, frames dropped and the JS heap before/after `seconds` of running."""
+                         rows_of: tuple[tuple[int, int], ...] = LIVE_ROWS) -> dict[str, Any]:
+    """The phone app's live view in Chromium (Pixel 7 profile) on a fake camera that films
+    a real face (a .y4m made from `camera_photo` as the desktop live bench makes its clip):
+    per CPU throttling rate (CDP Emulation.setCPUThrottlingRate; 4x stands in for a
+    mid-range phone), Worker or page thread, and refiner on/off: fps, frame ms p50/p95,
+    per-stage ms, faces tracked, frames dropped and the JS heap before/after `seconds`."""
     import base64
 
     from playwright.sync_api import sync_playwright
@@ -640,10 +648,10 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
                 cdp.send("HeapProfiler.collectGarbage")
                 return cdp.send("Runtime.getHeapUsage")["usedSize"] / 2 ** 20
 
-            for rate in throttles:
+            for rate, workers in rows_of:
                 cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
                 for refine in (True, False):
-                    page.evaluate(LIVE_START_JS, [blob, refine])
+                    page.evaluate(LIVE_START_JS, [blob, refine, workers])
                     page.wait_for_function("() => window.facefuse.lastLiveFrame()?.box",
                                            timeout=300_000, polling=500)
                     time.sleep(2.0)  # past the first frames' warm-up
@@ -654,6 +662,7 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
                     after = heap_mb()
                     page.evaluate("window.facefuse.stopLive()")
                     rows.append({"throttle": rate, "refine": refine, "seconds": seconds,
+                                 "worker": workers > 0, "workers": workers,
                                  **stats, "heap_mb_before": before, "heap_mb_after": after})
             cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
             browser.close()
@@ -742,25 +751,30 @@ def bench_webui_live(source: Path, camera_photo: Path, seconds: float = 20.0
 def phone_app_live_markdown(r: dict[str, Any]) -> list[str]:
     if "note" in r:
         return [f"Phone app live view: not measured ({r['note']})", ""]
-    lines = ["### Phone app live view (Chromium, Pixel 7 profile, software WebGL, fake "
+    def where(x: dict[str, Any]) -> str:
+        n = x.get("workers", 1 if x.get("worker") else 0)
+        return "page thread" if n == 0 else "Worker" if n == 1 else f"{n} Workers"
+
+    lines = ["### Phone app live view (Chromium, Pixel 7 profile, fake "
              f"camera of {r['camera']}, source {r['source']})", "",
              f"App load: controls usable {r['load_ms']['shell']:.0f} ms, engine ready "
              f"{r['load_ms']['engine']:.0f} ms (first visit, no throttling).", "",
-             "| CPU throttling | refiner | fps | frame ms p50 | p95 | faces tracked | "
+             "| CPU throttling | fused on | refiner | fps | frame ms p50 | p95 | faces tracked | "
              "frames dropped | JS heap MB before -> after |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for x in r["rows"]:
-        lines.append(f"| {x['throttle']}x | {'on' if x['refine'] else 'off'} | {x['fps']:.1f} | "
+        lines.append(f"| {x['throttle']}x | {where(x)} | {'on' if x['refine'] else 'off'} | "
+                     f"{x['fps']:.1f} | "
                      f"{x['frame_ms_p50']:.0f} | {x['frame_ms_p95']:.0f} | "
                      f"{x['faces_tracked']} | {x['frames_dropped']} | "
                      f"{x['heap_mb_before']:.1f} -> {x['heap_mb_after']:.1f} |")
-    stages = [k for k in ("analyse", "align", "geometry", "texture", "refine", "finish",
-                          "paste") if any(k in x["stages_ms"] for x in r["rows"])]
+    stages = [k for k in ("pixels", "analyse", "align", "geometry", "texture", "refine",
+                          "finish", "paste") if any(k in x["stages_ms"] for x in r["rows"])]
     lines += ["", "| live frame, ms (median) | " + " | ".join(stages) + " |",
               "|---|" + "---:|" * len(stages)]
     for x in r["rows"]:
-        lines.append(f"| {x['throttle']}x, refiner {'on' if x['refine'] else 'off'} | "
-                     + " | ".join(f"{x['stages_ms'].get(k, 0.0):.0f}" for k in stages) + " |")
+        lines.append(f"| {x['throttle']}x, {where(x)}, refiner {'on' if x['refine'] else 'off'}"
+                     " | " + " | ".join(f"{x['stages_ms'].get(k, 0.0):.0f}" for k in stages) + " |")
     g = r["goal"]
     lines += ["", f"Goal (refiner on): >= {g['fps_1x']} fps at 1x, >= {g['fps_4x']} fps at 4x, "
               f"p95 <= {g['p95_ms_4x']} ms at 4x; {r['rows'][0]['seconds']:.0f} s per row.", ""]
@@ -877,9 +891,9 @@ def markdown(report: dict[str, Any]) -> str:
                       "| stage | ms (median) |", "|---|---:|"]
             lines += [f"| {k} | {v:.1f} |" for k, v in a["stages_ms"].items()]
             lines += ["", "| | seconds |", "|---|---:|",
-                      f"| engine load (LiteRT.js + U-Net, Face Mesh graphs) | "
-                      f"{a['engine_load_s']:.2f} |",
-                      f"| first fusion (Face Mesh's landmark model warms up) | "
+                      "| engine load (browser start, LiteRT.js, the landmark models, the U-Net) "
+                      f"| {a['engine_load_s']:.2f} |",
+                      f"| first fusion (the runtimes warm up) | "
                       f"{a['first_fusion_s']:.2f} |",
                       f"| album fusion per pair, median (max) | {a['phone_pair_s']:.2f} "
                       f"({a['phone_pair_s_max']:.2f}) |",

@@ -1,8 +1,8 @@
 """The WebUI's in-browser live view: the phone app's engine (facefuse/phone/app/engine, the
-same ES modules, Face Mesh and U-Net files) runs the camera path in the page itself, with the
-source face chosen in the Album tab. No frame goes to the server: Gradio only hands out the
-engine's static files, so the frame rate is the browser's, not a per-frame round trip's
-(upload, decode, fuse, encode, download).
+same ES modules, MediaPipe landmark models and U-Net file) runs the camera path in the page
+itself (its Worker), with the source face chosen in the Album tab. No frame goes to the
+server: Gradio only hands out the engine's static files, so the frame rate is the browser's,
+not a per-frame round trip's (upload, decode, fuse, encode, download).
 """
 
 from __future__ import annotations
@@ -10,7 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..phone.assets import APP_DIR, REFINER_FILE
+from ..phone.assets import (
+    APP_DIR,
+    LIVE_REFINER_FILE,
+    MEDIAPIPE_MODELS,
+    REFINER_FILE,
+    mediapipe_modules,
+)
 from ..stages.refine import MODELS_DIR
 
 FILE_ROUTE = "/gradio_api/file="
@@ -21,10 +27,20 @@ def file_url(path: Path) -> str:
     return FILE_ROUTE + Path(path).resolve().as_posix()
 
 
+def face_model_files() -> dict[str, Path]:
+    """The engine's MediaPipe models in the installed wheel: {detector, mesh, iris: file}."""
+    modules = mediapipe_modules()
+    if modules is None:
+        return {}
+    names = dict(zip(("detector", "mesh", "iris"), MEDIAPIPE_MODELS.values(), strict=True))
+    return {role: modules / rel for role, rel in names.items()}
+
+
 def static_paths() -> list[Path]:
-    """What the page may load: the app's folder (engine, vendor runtimes, contract) and the
-    U-Net file the engine runs (facefuse/models, as the phone server serves it)."""
-    return [APP_DIR, MODELS_DIR / REFINER_FILE]
+    """What the page may load: the app's folder (engine, vendor runtimes, contract), the
+    U-Net file and the MediaPipe models the engine runs (as the phone server serves them)."""
+    return [APP_DIR, MODELS_DIR / REFINER_FILE, MODELS_DIR / LIVE_REFINER_FILE,
+            *face_model_files().values()]
 
 
 HTML = """
@@ -41,7 +57,8 @@ HTML = """
 
 # Runs once when the tab's HTML is mounted (gr.HTML's js_on_load, `element` is its root).
 JS = """
-const ENGINE = %(engine)s, REFINER = %(refiner)s;
+const ENGINE = %(engine)s, REFINER = %(refiner)s, LIVE_REFINER = %(live)s,
+  FACE_MODELS = %(faces)s;
 const START = '开始实时 / Start live', STOP = '停止实时 / Stop live';
 const toggle = element.querySelector('.ff-live-toggle');
 const info = element.querySelector('.ff-live-stats');
@@ -91,7 +108,8 @@ toggle.addEventListener('click', async () => {
     info.textContent = '正在加载引擎… / loading the engine…';
     api = api || await import(ENGINE);
     window.facefuse = api;
-    await api.loadEngine({refinerUrl: REFINER});
+    await api.loadEngine({refinerUrl: REFINER, liveRefinerUrl: LIVE_REFINER,
+                          faceModels: FACE_MODELS});
     const source = await albumSource();
     if (!source) {
       info.textContent = '⚠️ 请先在图片融合页添加源人脸 / add a source face in the Album tab';
@@ -113,5 +131,7 @@ def build() -> None:
 
     gr.set_static_paths(static_paths())
     script = JS % {"engine": json.dumps(file_url(APP_DIR / "engine" / "index.js")),
-                   "refiner": json.dumps(file_url(MODELS_DIR / REFINER_FILE))}
+                   "refiner": json.dumps(file_url(MODELS_DIR / REFINER_FILE)),
+                   "live": json.dumps(file_url(MODELS_DIR / LIVE_REFINER_FILE)),
+                   "faces": json.dumps({k: file_url(v) for k, v in face_model_files().items()})}
     gr.HTML(HTML, js_on_load=script, elem_id="live-browser")

@@ -210,15 +210,17 @@ function schedulePreview() {
     });
 }
 
-async function fuseFull(templateFile = state.photos.template?.file) {
+async function fuseFull(templateFile = state.photos.template?.file, still = null) {
   const { source } = state.photos;
   const button = $('fuse');
   button.disabled = true;
   showError(null);
   setStatus('正在融合… / fusing…');
   try {
-    const params = { ...state.params };
-    const out = await exclusive(() => state.api.fuse(source.file, templateFile, params));
+    // A camera still: its one tracked face (see shutter()).
+    const params = still ? { ...state.params, template_face: 0 } : { ...state.params };
+    const out = await exclusive(() => state.api.fuse(source.file, templateFile, params,
+      still ? { templateFaces: still.faces } : {}));
     state.result = out.image;
     state.resultTemplate = templateFile === state.photos.template?.file
       ? state.photos.template.bitmap : await createImageBitmap(templateFile);
@@ -329,17 +331,22 @@ async function stopLive() {
 }
 
 /** The camera's frame at its full resolution, fused by the album path (the full crop, every
- * stage) and saved with the AI tag; the live view pauses meanwhile and then goes on. */
+ * stage) and saved with the AI tag; the live view pauses meanwhile and then goes on.
+ * The still is the last frame the live view fused, with the face it tracked there: the
+ * album path's own face search can miss a face the tracker still follows (half out of the
+ * picture, turned), and the shutter must not then fail with "no face". */
 async function shutter() {
-  const video = state.live.video;
-  if (!video || !state.live.running) return;
-  const still = document.createElement('canvas');
-  still.width = video.videoWidth; still.height = video.videoHeight;
-  still.getContext('2d').drawImage(video, 0, 0);
-  const blob = await new Promise((resolve) => still.toBlob(resolve, 'image/png'));
-  const file = new File([blob], 'camera.png', { type: 'image/png' });
+  if (!state.live.running) return;
+  const frame = await state.api.lastLiveFramePixels();
+  if (!frame) return;
   await stopLive();
-  if (await fuseFull(file)) await saveResult();
+  const rgba = new Uint8ClampedArray(frame.w * frame.h * 4);
+  for (let i = 0, j = 0; j < rgba.length; i += 3, j += 4) {
+    rgba[j] = frame.input[i]; rgba[j + 1] = frame.input[i + 1]; rgba[j + 2] = frame.input[i + 2]; rgba[j + 3] = 255;
+  }
+  const still = new ImageData(rgba, frame.w, frame.h);
+  const faces = frame.box ? [{ box: frame.box, score: 1, landmarks: frame.landmarks }] : undefined;
+  if (await fuseFull(still, faces && { faces })) await saveResult();
   await startLive();
 }
 

@@ -36,7 +36,7 @@ export function smoothSkin(face, skin, amount) {
     const a = amount * alpha.data[i];
     for (let k = 0; k < 3; k++) patch.data[3 * i + k] += a * (filtered.data[3 * i + k] - patch.data[3 * i + k]);
   }
-  const out = {w: face.w, h: face.h, c: 3, data: Float32Array.from(face.data)};
+  const out = {w: face.w, h: face.h, c: 3, data: new Float32Array(face.data)};
   pasteBox(out, patch, box);
   return out;
 }
@@ -59,7 +59,7 @@ export function adjustTone(face, region, brightness, contrast, saturation) {
   for (let i = 0; i < wts.data.length; i++) {
     for (let k = 0; k < 3; k++) patch.data[3 * i + k] += wts.data[i] * (rgb.data[3 * i + k] - patch.data[3 * i + k]);
   }
-  const out = {w: face.w, h: face.h, c: 3, data: Float32Array.from(face.data)};
+  const out = {w: face.w, h: face.h, c: 3, data: new Float32Array(face.data)};
   pasteBox(out, patch, box);
   return out;
 }

@@ -7,8 +7,10 @@ import {BackendError, FaceFuseError, ImageError, NoFaceError, ParameterError} fr
 import {resizeOutput} from './finish.js';
 import {fuseFace, roundInPlace, Timings} from './fuseface.js';
 import {loadImage} from './image.js';
-import {detectFaces as meshFaces, loadMesh} from './landmarks.js';
-import {LIVE_CROP, LiveView} from './live.js';
+import {loadFaceModels} from './facemodels.js';
+import {detectFaces as meshFaces} from './landmarks.js';
+import {LIVE_CROP, LiveView, LiveWorker} from './live.js';
+import {LiveSession} from './liveframe.js';
 import {validateParams as validate} from './params.js';
 import {resizeArea} from './raster.js';
 import {loadRefiner} from './refine.js';
@@ -20,7 +22,7 @@ const APP_BASE = new URL('../', import.meta.url);
 const PREVIEW_SIDE = 640; // the preview fuses downscaled copies on the 320 crop path
 const PREVIEW_CROP = 320;
 
-let engine = null; // {contract, mesh, refiner}; one per page, loaded once
+let engine = null; // {contract, models, refiner}; one per page, loaded once
 let loading = null;
 const analysed = new WeakMap(); // source object -> {rgb, faces: Map(key -> faces)}
 
@@ -48,25 +50,33 @@ export function loadContract() {
   return contractLoading;
 }
 
-/** Load the models (Face Mesh, the U-Net) once; later calls return the same engine.
- * options.refiner = false skips loading the U-Net (fusion then needs refine: false);
- * options.refinerUrl: the U-Net file's address when the page serves it elsewhere. */
+/** The MediaPipe model files' addresses as `facefuse phone` serves them (from the installed
+ * mediapipe wheel). */
+function faceModelUrls() {
+  const dir = new URL('models/mediapipe/', APP_BASE).href;
+  return {detector: dir + 'face_detection_short_range.tflite', mesh: dir + 'face_landmark.tflite',
+    iris: dir + 'iris_landmark.tflite'};
+}
+
+let engineOptions = {}; // loadEngine's options, for the live Workers' own model loads
+
+/** Load the models (the face detector, landmark and iris models, the U-Net) once; later
+ * calls return the same engine. options.refiner = false skips loading the U-Net (fusion
+ * then needs refine: false); options.refinerUrl, options.liveRefinerUrl (the live view's
+ * 160 px file), options.faceModels ({detector, mesh, iris}): the model files' addresses
+ * when the page serves them elsewhere. */
 export function loadEngine(options = {}) {
   if (!loading) {
+    engineOptions = options;
     loading = (async () => {
       const contract = await loadContract();
-      // One after the other: both runtimes are Emscripten builds that pass their set-up
-      // through the same globals while they load.
-      const refiner = options.refiner === false ? null : await loadRefiner(APP_BASE, contract, options.refinerUrl);
-      const mesh = await loadMesh(APP_BASE);
-      // Build the default threshold's face finder now and run both graphs once on a blank
-      // frame, so their detector's set-up is paid here, not by the first photo. (The
-      // landmark model itself only runs, and warms up, on the first face it is given.)
-      const finder = await mesh.finder(contract.params.find((q) => q.name === 'det_threshold').default);
-      const blank = document.createElement('canvas');
-      blank.width = 128; blank.height = 128; blank.getContext('2d').fillRect(0, 0, 128, 128);
-      await finder.run(blank); await mesh.crop.run(blank);
-      engine = {contract, mesh, refiner};
+      // Both on LiteRT.js's CPU runtime: compiling the U-Net and the three MediaPipe models
+      // takes a fraction of a second, with no WebGL graph to build or warm.
+      const [refiner, models] = await Promise.all([
+        options.refiner === false ? null : loadRefiner(APP_BASE, contract, options.refinerUrl),
+        loadFaceModels(APP_BASE, options.faceModels ?? faceModelUrls()),
+      ]);
+      engine = {contract, models, refiner};
       return engine;
     })();
     loading.catch(() => { loading = null; });
@@ -101,7 +111,7 @@ async function facesOf(entry, rgb, detThreshold, contract, thorough) {
   const key = `${rgb.w}x${rgb.h}@${detThreshold}`;
   const known = entry.faces.get(key);
   if (known && (known.thorough || !thorough)) return known.faces;
-  const faces = await meshFaces(engine.mesh, rgb, detThreshold, contract, thorough);
+  const faces = await meshFaces(engine.models, rgb, detThreshold, contract, thorough);
   entry.faces.set(key, {faces, thorough});
   return faces;
 }
@@ -129,7 +139,7 @@ function downscaled(entry, side) {
   return out;
 }
 
-async function run(source, template, params, previewSide) {
+async function run(source, template, params, previewSide, options = {}) {
   const timings = new Timings();
   await timings.stage('load', () => loadEngine());
   const {contract} = engine;
@@ -143,7 +153,10 @@ async function run(source, template, params, previewSide) {
   const aligned = await timings.stage('align', () => {
     const a = alignFace(srcRgb, srcFace, p.crop_size, contract); roundInPlace(a.crop); return a;
   });
-  const tplFaces = await timings.stage('analyse', () => facesOf(tplEntry, tplRgb, p.det_threshold, contract, p.template_face !== 0));
+  // options.templateFaces: faces already known in the template (the live view's tracked
+  // face for the shutter's still), used instead of looking for them.
+  const tplFaces = options.templateFaces ??
+    await timings.stage('analyse', () => facesOf(tplEntry, tplRgb, p.det_threshold, contract, p.template_face !== 0));
   let targets;
   if (p.template_face === 'all') {
     pickFace(tplFaces, 0, 'template', p.det_threshold); targets = tplFaces;
@@ -160,9 +173,11 @@ async function run(source, template, params, previewSide) {
 }
 
 /** Fuse the source face into the template: {image (ImageData), faces, timings (ms per
- * stage, as `facefuse fuse --timings`), params (the validated values)}. */
-export function fuse(source, template, params = {}) {
-  return run(source, template, params, 0);
+ * stage, as `facefuse fuse --timings`), params (the validated values)}.
+ * options.templateFaces: the template's faces ({box, landmarks} in its pixels) when already
+ * known, e.g. the live view's tracked face (lastLiveFramePixels) for a camera still. */
+export function fuse(source, template, params = {}, options = {}) {
+  return run(source, template, params, 0, options);
 }
 
 /** Fast preview: downscaled copies (640 px long side) on the 320 crop path. */
@@ -190,9 +205,14 @@ export async function toBlob(image, type = 'image/png', quality = 0.95) {
 
 // ---------------------------------------------------------------- live (issue #16)
 let liveView = null;
+const liveWorkers = {}; // {worker, page}: one per page and kind, models loaded on first start
 
 /** Open the front camera (or `options.stream`) and fuse `source` into every frame on the
- * 320 crop path, drawn onto `options.canvas` (or a new canvas). Returns {canvas, video}. */
+ * 320 crop path, drawn onto `options.canvas` (or a new canvas). The frames are fused in a
+ * Worker (liveworker.js), or on this page's thread with options.worker = false (what a
+ * benchmark's CPU throttling reaches). options.workers: how many Workers take turns (each
+ * fuses every other frame; default 2 on a device with 4 or more cores, else 1).
+ * Returns {canvas, video}. */
 export async function startLive(source, params = {}, options = {}) {
   await loadEngine();
   const {contract} = engine;
@@ -203,6 +223,19 @@ export async function startLive(source, params = {}, options = {}) {
       p.source_face, 'source', p.det_threshold);
   const aligned = alignFace(entry.rgb, face, LIVE_CROP, contract);
   roundInPlace(aligned.crop);
+  const kind = options.worker === false ? 'page' : 'worker';
+  const count = kind === 'page' ? 1 : Math.max(1, options.workers ?? defaultWorkers());
+  const pool = (liveWorkers[kind] ??= []);
+  while (pool.length < count) {
+    pool.push(kind === 'page' ? new LiveWorker(null, new LiveSession())
+      : new LiveWorker(new URL('./liveworker.js', import.meta.url)));
+  }
+  const workers = pool.slice(0, count);
+  const init = {type: 'init', base: APP_BASE.href, contract, refine: p.refine,
+    faceModels: engineOptions.faceModels ?? faceModelUrls(),
+    refinerUrl: engineOptions.liveRefinerUrl ?? new URL(contract.refiner.live_url, APP_BASE).href};
+  await Promise.all(workers.map((w) => w.ask(init, 'ready')));
+  await Promise.all(workers.map((w) => w.ask({type: 'start', source: {face, aligned}, params: p}, 'started')));
   let stream = options.stream;
   if (!stream) {
     try {
@@ -213,9 +246,16 @@ export async function startLive(source, params = {}, options = {}) {
     }
   }
   const canvas = options.canvas || document.createElement('canvas');
-  liveView = new LiveView(engine, {face, aligned}, p, stream, canvas);
+  liveView = new LiveView(workers, stream, canvas);
+  liveView.kind = kind;
   await liveView.start();
   return {canvas, video: liveView.video};
+}
+
+/** Two Workers where there are cores for them: a frame's stages run one after the other,
+ * so a second Worker fusing the next frame meanwhile is what turns cores into frames. */
+function defaultWorkers() {
+  return (globalThis.navigator?.hardwareConcurrency ?? 1) >= 4 ? 2 : 1;
 }
 
 /** The live path's parameters: the given values on the 320 crop, one face, no smoothing. */
@@ -228,11 +268,12 @@ function liveParams(params, contract) {
  * returns the validated values, or null when no live view runs. */
 export function updateLive(params) {
   if (!liveView) return null;
-  liveView.params = liveParams(params, engine.contract);
-  return liveView.params;
+  const p = liveParams(params, engine.contract);
+  for (const worker of liveView.workers) worker.post({type: 'params', params: p});
+  return p;
 }
 
-/** Stop the live view and release the camera; resolves when the frame in flight is done. */
+/** Stop the live view and release the camera; resolves when the frame in flight is back. */
 export function stopLive() {
   const view = liveView;
   liveView = null;
@@ -244,8 +285,15 @@ export function stats() {
   return liveView ? liveView.stats() : null;
 }
 
-/** The last live frame before and after fusion ({input, output}: {w, h, data} RGB, and the
- * tracked face's box), for tests and the shutter; null before the first frame. */
+/** The last live frame's {box (the tracked face, or null), w, h}; null before the first. */
 export function lastLiveFrame() {
   return liveView && liveView.last ? liveView.last : null;
+}
+
+/** The last live frame's pixels before and after fusion ({input, output}: RGB arrays, w, h,
+ * box and landmarks of the tracked face, or null), from the Worker; null before the first
+ * frame. The shutter fuses `input` with that face; tests compare input and output. */
+export async function lastLiveFramePixels() {
+  if (!liveView) return null;
+  return (await liveView.worker.ask({type: 'last'}, 'last')).last;
 }

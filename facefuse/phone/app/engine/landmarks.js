@@ -1,89 +1,12 @@
-// Landmarks: MediaPipe Face Mesh (the legacy solution 0.4.1633559619, its models packed in
-// the npm package) in the browser, 478 points with refined irises, the same model family
-// and static-image mode the Python side runs. Faces are found on the whole photo, then the
-// mesh runs again on a 384 px crop around each face, as stages/analysis.py does.
-import {BackendError} from './errors.js';
+// Landmarks for photos: MediaPipe's face detector and face landmark + iris models on LiteRT.js
+// (facemodels.js), 478 points in Face Mesh's order, found the way stages/analysis.py finds
+// them: faces on the whole photo (and on tiles when asked), then the mesh on a 384 px crop
+// around each face.
+import {detect, landmarksIn, roiFromDetection} from './facemodels.js';
 import {cropBox, makeImage, warpAffineInverse} from './raster.js';
 
-function loadScript(url) {
-  return new Promise((resolve, reject) => {
-    const s = document.createElement('script');
-    s.src = url; s.onload = resolve; s.onerror = () => reject(new Error(`cannot load ${url}`));
-    document.head.appendChild(s);
-  });
-}
-
-/** One Face Mesh graph with fixed options. Changing a graph's options rebuilds it (seconds
- * on software WebGL), so the engine keeps one graph per role instead of re-configuring. */
-async function meshGraph(dir, options) {
-  const mesh = new globalThis.FaceMesh({locateFile: (file) => dir + file});
-  mesh.setOptions(options);
-  let pending = null;
-  mesh.onResults((r) => { if (pending) { const p = pending; pending = null; p(r); } });
-  await mesh.initialize();
-  return {
-    mesh,
-    async run(canvas) {
-      const got = new Promise((resolve) => { pending = resolve; });
-      await mesh.send({image: canvas});
-      return got;
-    },
-    close() { return mesh.close(); },
-  };
-}
-
-const MESH_OPTIONS = {staticImageMode: true, refineLandmarks: true, minTrackingConfidence: 0.5,
-  selfieMode: false};
-const MAX_FACES = 8;
-
-/** The landmark runtime: a graph that finds every face of a photo (its detector threshold
- * is the user's det_threshold, so a graph is kept per threshold used) and one that meshes a
- * crop around one face, as the Python side's static Face Mesh does. */
-export async function loadMesh(base) {
-  const dir = new URL('vendor/face_mesh/', base).href;
-  try {
-    if (!globalThis.FaceMesh) await loadScript(dir + 'face_mesh.js');
-    const crop = await meshGraph(dir, {...MESH_OPTIONS, maxNumFaces: 1, minDetectionConfidence: 0.3});
-    const finders = new Map();
-    let tracker = null;
-    return {
-      crop,
-      /** Face Mesh in tracking mode for video: it follows the last frame's landmarks. */
-      tracker() {
-        tracker ??= meshGraph(dir, {...MESH_OPTIONS, staticImageMode: false, maxNumFaces: 1,
-          minDetectionConfidence: 0.5});
-        return tracker;
-      },
-      async finder(threshold) {
-        if (!finders.has(threshold)) {
-          finders.set(threshold, meshGraph(dir, {...MESH_OPTIONS, maxNumFaces: MAX_FACES,
-            minDetectionConfidence: threshold}));
-        }
-        return finders.get(threshold);
-      },
-    };
-  } catch (err) {
-    throw new BackendError(`could not load Face Mesh: ${err.message || err}`);
-  }
-}
-
-export function toCanvas(img) {
-  const canvas = document.createElement('canvas');
-  canvas.width = img.w; canvas.height = img.h;
-  const rgba = new ImageData(img.w, img.h);
-  for (let i = 0; i < img.w * img.h; i++) {
-    rgba.data[4 * i] = img.data[3 * i]; rgba.data[4 * i + 1] = img.data[3 * i + 1];
-    rgba.data[4 * i + 2] = img.data[3 * i + 2]; rgba.data[4 * i + 3] = 255;
-  }
-  canvas.getContext('2d').putImageData(rgba, 0, 0);
-  return canvas;
-}
-
-function toArray(points, w, h) {
-  const lm = new Float64Array(points.length * 3);
-  points.forEach((p, i) => { lm[3 * i] = p.x * w; lm[3 * i + 1] = p.y * h; lm[3 * i + 2] = p.z * w; });
-  return lm;
-}
+// The Python side's static Face Mesh looks for the face in its crop with this floor.
+const CROP_DETECT_THRESHOLD = 0.3;
 
 /** A square box like the detector's around a mesh (measured against BlazeFace full-range
  * on the London set and the astronaut: side ~0.97 x the mesh's larger extent). */
@@ -98,18 +21,25 @@ function boxOfMesh(lm) {
   return [cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2];
 }
 
-/** Face Mesh on a square crop around `box` (stages/analysis.py _mesh_in_box). */
-async function meshInBox(runner, rgb, box, contract) {
+/** The landmarks of the face in a square crop (crop pixels), or null: the detector finds it,
+ * the landmark model meshes it (static Face Mesh: one pass from the detection). */
+async function meshOfCrop(models, crop) {
+  const dets = await detect(models, crop, CROP_DETECT_THRESHOLD);
+  if (!dets.length) return null;
+  const found = await landmarksIn(models, crop, roiFromDetection(dets[0]));
+  return found ? found.landmarks : null;
+}
+
+/** Landmarks on a square crop around `box` (stages/analysis.py _mesh_in_box). */
+async function meshInBox(models, rgb, box, contract) {
   const S = contract.constants.mesh_crop_side;
   const [x0, y0, x1, y1] = box;
   const cx = (x0 + x1) / 2; const cy = (y0 + y1) / 2;
   const side = 2 * Math.max(x1 - x0, y1 - y0); const s = S / side;
   const ox = cx - side / 2; const oy = cy - side / 2;
   const crop = warpAffineInverse(rgb, [[1 / s, 0, ox], [0, 1 / s, oy]], S, S, 'replicate');
-  const result = await runner.crop.run(toCanvas(crop));
-  const faces = result.multiFaceLandmarks || [];
-  if (!faces.length) return null;
-  const lm = toArray(faces[0], S, S);
+  const lm = await meshOfCrop(models, crop);
+  if (!lm) return null;
   let mx = 0; let my = 0; const n = lm.length / 3;
   for (let i = 0; i < n; i++) {
     lm[3 * i] = lm[3 * i] / s + ox; lm[3 * i + 1] = lm[3 * i + 1] / s + oy; lm[3 * i + 2] /= s;
@@ -120,27 +50,30 @@ async function meshInBox(runner, rgb, box, contract) {
   return lm;
 }
 
-// The whole-photo pass only finds the faces (Face Mesh's detector looks at 128 px); a larger
-// input only costs time (on software WebGL, about linearly in its pixels). The landmarks
-// come from the second pass on a 384 px crop around each face, as on the Python side:
-// keeping the first pass's landmarks instead saves ~40% of this stage but costs ~1.5 dB
-// of parity with `facefuse fuse` (measured on a London pair).
+// The whole-photo pass only finds the faces (the detector looks at 128 px); a larger input
+// only costs time. The landmarks come from the second pass on a 384 px crop around each
+// face, as on the Python side.
 const DETECT_SIDE = 480;
-/** Boxes of the faces Face Mesh finds in `rgb` (looked at no larger than DETECT_SIDE). */
-async function findBoxes(runner, rgb, detThreshold, offset = [0, 0]) {
+/** Boxes of the faces found in `rgb` (looked at no larger than DETECT_SIDE): a coarse mesh
+ * per detection gives each box (boxOfMesh: the size the Python side's full-range detector
+ * gives, so the landmark crop is framed alike). */
+async function findBoxes(models, rgb, detThreshold, offset = [0, 0]) {
   const f = Math.min(1, DETECT_SIDE / Math.max(rgb.w, rgb.h));
   let small = rgb;
   if (f < 1) {
     small = warpAffineInverse(rgb, [[1 / f, 0, 0.5 / f - 0.5], [0, 1 / f, 0.5 / f - 0.5]],
         Math.round(rgb.w * f), Math.round(rgb.h * f), 'replicate');
   }
-  const found = await (await runner.finder(detThreshold)).run(toCanvas(small));
-  return (found.multiFaceLandmarks || []).map((pts) => {
-    const coarse = toArray(pts, small.w, small.h);
+  const boxes = [];
+  for (const d of await detect(models, small, detThreshold)) {
+    const found = await landmarksIn(models, small, roiFromDetection(d));
+    if (!found) continue;
+    const coarse = found.landmarks;
     for (let i = 0; i < coarse.length; i++) coarse[i] /= f;
     const [x0, y0, x1, y1] = boxOfMesh(coarse);
-    return [x0 + offset[0], y0 + offset[1], x1 + offset[0], y1 + offset[1]];
-  });
+    boxes.push([x0 + offset[0], y0 + offset[1], x1 + offset[0], y1 + offset[1]]);
+  }
+  return boxes;
 }
 
 function tileStarts(length, tile, stride) {
@@ -151,7 +84,7 @@ function tileStarts(length, tile, stride) {
 }
 
 /** Boxes in overlapping tiles, halving the tile down to min_tile (analysis._detect_tiles). */
-async function tileBoxes(runner, rgb, detThreshold, contract) {
+async function tileBoxes(models, rgb, detThreshold, contract) {
   const {min_tile: minTile, tile_overlap: overlap} = contract.constants;
   const found = [];
   for (let tile = Math.max(rgb.w, rgb.h) / 2; tile >= minTile; tile /= 2) {
@@ -159,7 +92,7 @@ async function tileBoxes(runner, rgb, detThreshold, contract) {
     for (const y of tileStarts(rgb.h, t, stride)) {
       for (const x of tileStarts(rgb.w, t, stride)) {
         const part = cropBox(rgb, {x0: x, y0: y, x1: Math.min(rgb.w, x + t), y1: Math.min(rgb.h, y + t)});
-        found.push(...await findBoxes(runner, part, detThreshold, [x, y]));
+        found.push(...await findBoxes(models, part, detThreshold, [x, y]));
       }
     }
   }
@@ -187,30 +120,16 @@ function mergeBoxes(boxes) {
  * `thorough` (every face wanted: the face picker, a face other than the first) also looks
  * at overlapping tiles, as it does when the whole photo shows no face, so small faces in
  * group photos are found. */
-export async function detectFaces(runner, rgb, detThreshold, contract, thorough = false) {
-  let boxes = await findBoxes(runner, rgb, detThreshold);
-  if (thorough || !boxes.length) boxes = mergeBoxes(boxes.concat(await tileBoxes(runner, rgb, detThreshold, contract)));
+export async function detectFaces(models, rgb, detThreshold, contract, thorough = false) {
+  let boxes = await findBoxes(models, rgb, detThreshold);
+  if (thorough || !boxes.length) boxes = mergeBoxes(boxes.concat(await tileBoxes(models, rgb, detThreshold, contract)));
   const faces = [];
   for (const box of boxes) {
-    const landmarks = await meshInBox(runner, rgb, box, contract);
+    const landmarks = await meshInBox(models, rgb, box, contract);
     if (landmarks) faces.push({box, score: detThreshold, landmarks});
   }
   faces.sort((a, b) => (b.box[2] - b.box[0]) * (b.box[3] - b.box[1]) - (a.box[2] - a.box[0]) * (a.box[3] - a.box[1]));
   return faces;
-}
-
-/** One video frame (a canvas of w x h) in tracking mode: the main face, or null. */
-export async function trackFace(runner, canvas, w, h) {
-  const result = await (await runner.tracker()).run(canvas);
-  const pts = (result.multiFaceLandmarks || [])[0];
-  if (!pts) return null;
-  const landmarks = toArray(pts, w, h);
-  let x0 = Infinity; let y0 = Infinity; let x1 = -Infinity; let y1 = -Infinity;
-  for (let i = 0; i < landmarks.length / 3; i++) {
-    x0 = Math.min(x0, landmarks[3 * i]); x1 = Math.max(x1, landmarks[3 * i]);
-    y0 = Math.min(y0, landmarks[3 * i + 1]); y1 = Math.max(y1, landmarks[3 * i + 1]);
-  }
-  return {box: [x0, y0, x1, y1], score: 1, landmarks};
 }
 
 export function mouthOpenRatio(lm, L) {

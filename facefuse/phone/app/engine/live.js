@@ -1,9 +1,8 @@
-// The camera path (issue #16): the front camera, the source prepared once, Face Mesh
-// tracking from frame to frame, fusion on the 320 crop with the refiner at half its side
-// (runners/live.py), the fused frame drawn onto a canvas. Frames are dropped, never
-// queued: a frame that arrives while one is being fused is only counted.
-import {fuseFace, Timings} from './fuseface.js';
-import {toCanvas, trackFace} from './landmarks.js';
+// The camera path (issue #16), the page's side: the front camera, one frame at a time handed
+// to the live Worker (liveworker.js: LiteRT landmark tracking and every fusion stage run
+// there), the fused frame drawn onto a canvas. Frames are dropped, never queued: a frame
+// that arrives while one is in the Worker is only counted.
+import {BackendError} from './errors.js';
 
 export const LIVE_CROP = 320;
 const WINDOW = 600; // frame records kept for stats()
@@ -11,22 +10,86 @@ const WINDOW = 600; // frame records kept for stats()
 const median = (v) => { const s = [...v].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : 0; };
 const percentile = (v, q) => { const s = [...v].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.round(q * (s.length - 1)))] : 0; };
 
-/** A running live view. `source`: the prepared source {face, aligned} at the 320 crop. */
+/** The live session on this page's own thread, behind the Worker's interface: what CPU
+ * throttling in a benchmark can slow down (DevTools throttles the page's thread only). */
+class InPage {
+  constructor(session, onmessage) { this.session = session; this.onmessage = onmessage; }
+  postMessage(msg) {
+    this.session.handle(msg).then((data) => { if (data) this.onmessage({data}); });
+  }
+}
+
+/** The Worker (or, with `inPage`, the same session on this thread) and its request/answer
+ * plumbing; one per page, its models loaded once. */
+export class LiveWorker {
+  constructor(url, inPage = null) {
+    // A classic worker (see liveworker.js).
+    this.worker = inPage ? new InPage(inPage, (e) => this.receive(e)) : new Worker(url);
+    this.waiting = new Map(); // answer type -> [resolve, reject]
+    this.onFrame = null;
+    if (!inPage) this.worker.onmessage = (e) => this.receive(e);
+  }
+
+  receive({data}) {
+    if (data.type === 'frame') { if (this.onFrame) this.onFrame(data); return; }
+    if (data.type === 'error') {
+      const err = new BackendError(`live view: ${data.message}`);
+      for (const [, [, reject]] of this.waiting) reject(err);
+      this.waiting.clear();
+      if (this.onFrame) this.onFrame({type: 'frame', error: err});
+      return;
+    }
+    const pending = this.waiting.get(data.type);
+    if (pending) { this.waiting.delete(data.type); pending[0](data); }
+  }
+
+  /** Post `msg` and wait for the answer of type `answer`. */
+  ask(msg, answer, transfer = []) {
+    return new Promise((resolve, reject) => {
+      this.waiting.set(answer, [resolve, reject]);
+      this.worker.postMessage(msg, transfer);
+    });
+  }
+
+  post(msg, transfer = []) { this.worker.postMessage(msg, transfer); }
+}
+
+/** A running live view: each of `workers` has been started with the source and parameters.
+ * Each takes one frame at a time; with several, consecutive frames go to different ones and
+ * each starts from the newest ROI any of them found. */
 export class LiveView {
-  constructor(engine, source, params, stream, canvas) {
-    this.engine = engine; this.source = source; this.params = params; this.stream = stream;
-    this.canvas = canvas; this.frames = []; this.dropped = 0; this.tracked = 0;
-    this.busy = false; this.running = true;
+  constructor(workers, stream, canvas) {
+    this.workers = workers; this.worker = workers[0]; this.stream = stream; this.canvas = canvas;
+    this.frames = []; this.dropped = 0; this.tracked = 0;
+    this.free = [...workers]; this.pending = new Set(); this.running = true; this.last = null;
+    this.seq = 0; this.shownSeq = -1; this.roi = undefined; this.roiSeq = -1;
     this.video = document.createElement('video');
     this.video.muted = true; this.video.playsInline = true; this.video.srcObject = stream;
-    this.work = document.createElement('canvas');
   }
 
   async start() {
     await this.video.play();
-    const w = this.video.videoWidth; const h = this.video.videoHeight;
-    this.work.width = w; this.work.height = h; this.canvas.width = w; this.canvas.height = h;
-    this.schedule();
+    this.canvas.width = this.video.videoWidth; this.canvas.height = this.video.videoHeight;
+    if (typeof MediaStreamTrackProcessor !== 'undefined') this.pump(); else this.schedule();
+  }
+
+  /** The camera's own frames (MediaStreamTrackProcessor: CPU memory, I420, ~1-3 ms to RGBA,
+   * where a frame taken from the <video> is a GPU texture read back in 30-150 ms on
+   * software WebGL): each one goes to the Worker, or is dropped while one is there. */
+  async pump() {
+    const [track] = this.stream.getVideoTracks();
+    this.reader = new MediaStreamTrackProcessor({track}).readable.getReader();
+    while (this.running) {
+      let got;
+      try { got = await this.reader.read(); } catch { break; }
+      if (got.done) break;
+      // Frames the processor dropped itself (this thread was busy) show as gaps in time.
+      const stamp = got.value.timestamp; const fps = track.getSettings().frameRate || 30;
+      if (this.stamp !== undefined) this.dropped += Math.max(0, Math.round(((stamp - this.stamp) * fps) / 1e6) - 1);
+      this.stamp = stamp;
+      if (!this.running || !this.free.length) { got.value.close(); if (this.running) this.dropped++; continue; }
+      this.send(got.value);
+    }
   }
 
   schedule() {
@@ -40,47 +103,57 @@ export class LiveView {
 
   onFrame(meta) {
     if (!this.running) return;
-    // The camera's frames that were never handed to us (the page was busy fusing) count
-    // as dropped too: the fusion runs on this thread, so callbacks are coalesced.
+    // Camera frames never handed to us (the page's thread was busy) count as dropped too.
     if (meta && this.presented !== undefined) this.dropped += Math.max(0, meta.presentedFrames - this.presented - 1);
     if (meta) this.presented = meta.presentedFrames;
-    if (this.busy) this.dropped++; else this.process();
+    if (!this.free.length) this.dropped++; else this.send(null);
     this.schedule();
   }
 
-  async process() {
-    this.busy = true;
-    let done;
-    this.inFlight = new Promise((resolve) => { done = resolve; });
+  /** Fuse one frame (a camera VideoFrame, or null: take one from the <video>) on a free
+   * Worker. */
+  async send(camera) {
+    const worker = this.free.shift();
+    const seq = this.seq++;
     const t0 = performance.now();
-    const timings = new Timings();
+    let done;
+    const flight = new Promise((resolve) => { done = resolve; });
+    this.pending.add(flight);
     try {
-      const {w, h} = {w: this.work.width, h: this.work.height};
-      const ctx = this.work.getContext('2d', {willReadFrequently: true});
-      ctx.drawImage(this.video, 0, 0, w, h);
-      const rgba = ctx.getImageData(0, 0, w, h).data;
-      const rgb = {w, h, c: 3, data: new Uint8ClampedArray(w * h * 3)};
-      for (let i = 0; i < w * h; i++) {
-        rgb.data[3 * i] = rgba[4 * i]; rgb.data[3 * i + 1] = rgba[4 * i + 1]; rgb.data[3 * i + 2] = rgba[4 * i + 2];
+      // A VideoFrame goes to the Worker (its pixels are copied out there without a canvas
+      // read-back); its clone is drawn here, and only the fused patch over it.
+      const useFrame = camera !== null || typeof VideoFrame !== 'undefined';
+      const frame = camera ?? (useFrame ? new VideoFrame(this.video) : await createImageBitmap(this.video));
+      const shown = useFrame ? frame.clone() : null;
+      const answer = await new Promise((resolve) => {
+        worker.onFrame = resolve;
+        worker.post({type: 'frame', frame, roi: this.roi}, [frame]);
+      });
+      worker.onFrame = null;
+      if (answer.error) { if (shown) shown.close(); throw answer.error; }
+      if (seq > this.roiSeq) { this.roi = answer.roi; this.roiSeq = seq; }
+      if (this.running && seq > this.shownSeq) {
+        this.shownSeq = seq;
+        const ctx = this.canvas.getContext('2d');
+        if (shown) ctx.drawImage(shown, 0, 0, this.canvas.width, this.canvas.height);
+        else ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
+        const {patch} = answer;
+        if (patch) ctx.putImageData(new ImageData(patch.data, patch.w, patch.h), patch.x0, patch.y0);
+        this.last = {box: answer.box, w: this.canvas.width, h: this.canvas.height};
+        this.worker = worker; // the one that holds the frame shown (lastLiveFramePixels)
+        if (answer.box) this.tracked++;
+        this.frames.push({end: performance.now(), ms: performance.now() - t0, stages: answer.stages});
+        if (this.frames.length > WINDOW) this.frames.shift();
+      } else if (this.running) {
+        this.dropped++; // overtaken by a newer frame from another Worker
       }
-      const face = await timings.stage('analyse', () => trackFace(this.engine.mesh, this.work, w, h));
-      let out = rgb;
-      if (face) {
-        this.tracked++;
-        out = await fuseFace(this.engine, this.source, rgb, face, this.params, timings);
-      }
-      if (!this.running) return;
-      this.last = {input: rgb, output: out, box: face ? face.box : null};
-      const frame = new ImageData(w, h);
-      for (let i = 0; i < w * h; i++) {
-        frame.data[4 * i] = out.data[3 * i]; frame.data[4 * i + 1] = out.data[3 * i + 1];
-        frame.data[4 * i + 2] = out.data[3 * i + 2]; frame.data[4 * i + 3] = 255;
-      }
-      this.canvas.getContext('2d').putImageData(frame, 0, 0);
-      this.frames.push({end: performance.now(), ms: performance.now() - t0, stages: timings.ms, face: !!face});
-      if (this.frames.length > WINDOW) this.frames.shift();
+      if (shown) shown.close();
+    } catch (err) {
+      this.error = err;
+      console.warn(err);
     } finally {
-      this.busy = false;
+      this.free.push(worker);
+      this.pending.delete(flight);
       done();
     }
   }
@@ -100,6 +173,8 @@ export class LiveView {
       frame_ms_p95: percentile(frames.map((f) => f.ms), 0.95),
       stages_ms: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, median(v)])),
       faces_tracked: this.tracked,
+      in_worker: this.kind !== 'page',
+      workers: this.kind === 'page' ? 0 : this.workers.length,
       frames_dropped: this.dropped,
       width: this.canvas.width, height: this.canvas.height,
     };
@@ -107,14 +182,12 @@ export class LiveView {
     return result;
   }
 
-  /** Stop and release the camera; resolves once the frame in flight (if any) is done, so
-   * the landmark graphs are free for the next caller. */
+  /** Stop and release the camera; resolves once the frame in flight (if any) is back. */
   stop() {
     this.running = false;
+    if (this.reader) this.reader.cancel().catch(() => {});
     for (const track of this.stream.getTracks()) track.stop();
     this.video.srcObject = null;
-    return this.busy ? this.inFlight : Promise.resolve();
+    return Promise.all([...this.pending]);
   }
 }
-
-export {toCanvas};

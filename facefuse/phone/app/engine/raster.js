@@ -7,7 +7,7 @@ export function makeImage(w, h, c, Type = Float32Array) {
 }
 
 export function toFloat(img) {
-  return {w: img.w, h: img.h, c: img.c, data: Float32Array.from(img.data)};
+  return {w: img.w, h: img.h, c: img.c, data: new Float32Array(img.data)};
 }
 
 const reflect101 = (i, n) => {
@@ -122,16 +122,33 @@ export function warpAffineInverse(img, m, w, h, border = 'replicate') {
     for (let x = 0; x < w; x++) {
       const fx = m[0][0] * x + m[0][1] * y + m[0][2];
       const fy = m[1][0] * x + m[1][1] * y + m[1][2];
-      sampleInto(img, fx, fy, out.data, y * w + x, border);
+      if (!sampleInside(img, fx, fy, out.data, y * w + x)) sampleInto(img, fx, fy, out.data, y * w + x, border);
     }
   }
   return out;
 }
 
+/** sampleInto's common case, kept small enough to inline in the warp loops: every tap
+ * inside the image and 3 channels; false (nothing written) otherwise. */
+function sampleInside(img, fx, fy, out, i) {
+  const {w, h, c, data} = img;
+  const x0 = Math.floor(fx); const y0 = Math.floor(fy);
+  if (c !== 3 || x0 < 0 || y0 < 0 || x0 + 1 >= w || y0 + 1 >= h) return false;
+  const ax = fx - x0; const ay = fy - y0;
+  const w00 = (1 - ax) * (1 - ay); const w01 = ax * (1 - ay); const w10 = (1 - ax) * ay; const w11 = ax * ay;
+  const p = (y0 * w + x0) * 3; const q = p + w * 3; const o = i * 3;
+  out[o] = data[p] * w00 + data[p + 3] * w01 + data[q] * w10 + data[q + 3] * w11;
+  out[o + 1] = data[p + 1] * w00 + data[p + 4] * w01 + data[q + 1] * w10 + data[q + 4] * w11;
+  out[o + 2] = data[p + 2] * w00 + data[p + 5] * w01 + data[q + 2] * w10 + data[q + 5] * w11;
+  return true;
+}
+
 /** cv2.remap, bilinear: output (x, y) samples img at (mapX, mapY). */
 export function remap(img, mapX, mapY, w, h, border = 'replicate') {
   const out = makeImage(w, h, img.c);
-  for (let i = 0; i < w * h; i++) sampleInto(img, mapX[i], mapY[i], out.data, i, border);
+  for (let i = 0; i < w * h; i++) {
+    if (!sampleInside(img, mapX[i], mapY[i], out.data, i)) sampleInto(img, mapX[i], mapY[i], out.data, i, border);
+  }
   return out;
 }
 
@@ -323,22 +340,29 @@ const tabulate = (f) => Float64Array.from({length: LUT_SIZE + 2}, (_, i) => f(Ma
 const GAMMA_IN = tabulate(gammaInExact); const GAMMA_OUT = tabulate(gammaOutExact);
 const lookup = (lut, v) => { const f = v * LUT_SIZE; const i = f | 0; return lut[i] + (lut[i + 1] - lut[i]) * (f - i); };
 const gammaIn = (v) => lookup(GAMMA_IN, v);
+// The same values for whole 0..255 inputs (warped crops are rounded), without the lookup.
+const GAMMA_IN_8 = Float64Array.from({length: 256}, (_, k) => gammaIn(Math.min(1, Math.max(0, k * (1 / 255)))));
+const gammaIn255 = (v, scale) => {
+  const k = v | 0;
+  return k === v && k >= 0 && k <= 255 && scale === 1 / 255 ? GAMMA_IN_8[k] : gammaIn(Math.min(1, Math.max(0, v * scale)));
+};
 const gammaOut = (v) => lookup(GAMMA_OUT, v);
 const XN = 0.950456; const ZN = 1.088754;
+const labF = (t) => (t > 0.008856 ? Math.cbrt(t) : 7.787 * t + 16 / 116);
+const labInv = (t) => (t > 0.206893 ? t * t * t : (t - 16 / 116) / 7.787);
 
 /** RGB (0..255 floats, 3 channels) to LAB (L 0..100). */
 export function rgbToLab(img, scale = 1 / 255) {
   const out = makeImage(img.w, img.h, 3);
   const d = img.data; const o = out.data;
   for (let i = 0; i < img.w * img.h; i++) {
-    const r = gammaIn(Math.min(1, Math.max(0, d[3 * i] * scale)));
-    const g = gammaIn(Math.min(1, Math.max(0, d[3 * i + 1] * scale)));
-    const b = gammaIn(Math.min(1, Math.max(0, d[3 * i + 2] * scale)));
+    const r = gammaIn255(d[3 * i], scale);
+    const g = gammaIn255(d[3 * i + 1], scale);
+    const b = gammaIn255(d[3 * i + 2], scale);
     const x = (0.412453 * r + 0.357580 * g + 0.180423 * b) / XN;
     const y = 0.212671 * r + 0.715160 * g + 0.072169 * b;
     const z = (0.019334 * r + 0.119193 * g + 0.950227 * b) / ZN;
-    const f = (t) => (t > 0.008856 ? Math.cbrt(t) : 7.787 * t + 16 / 116);
-    const fx = f(x); const fy = f(y); const fz = f(z);
+    const fx = labF(x); const fy = labF(y); const fz = labF(z);
     o[3 * i] = y > 0.008856 ? 116 * fy - 16 : 903.3 * y;
     o[3 * i + 1] = 500 * (fx - fy);
     o[3 * i + 2] = 200 * (fy - fz);
@@ -355,8 +379,7 @@ export function labToRgb(img) {
     let y; let fy;
     if (L <= 8) { y = L / 903.3; fy = 7.787 * y + 16 / 116; } else { fy = (L + 16) / 116; y = fy * fy * fy; }
     const fx = A / 500 + fy; const fz = fy - B / 200;
-    const inv = (t) => (t > 0.206893 ? t * t * t : (t - 16 / 116) / 7.787);
-    const x = inv(fx) * XN; const z = inv(fz) * ZN;
+    const x = labInv(fx) * XN; const z = labInv(fz) * ZN;
     const r = 3.240479 * x - 1.53715 * y - 0.498535 * z;
     const g = -0.969256 * x + 1.875991 * y + 0.041556 * z;
     const b = 0.055648 * x - 0.204043 * y + 1.057311 * z;

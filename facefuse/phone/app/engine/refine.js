@@ -2,7 +2,7 @@
 // LiteRT.js's CPU (XNNPACK in WebAssembly), with manifest.json's pre/post-processing.
 // The file takes one fixed size; the crop is refined at half its side and the change
 // upsampled, as stages/refine.py does.
-import {loadAndCompile, loadLiteRt, Tensor} from '../vendor/litert/index.js';
+import {compileModel, Tensor} from './litert.js';
 import {BackendError} from './errors.js';
 import {resizeArea, resizeLinear} from './raster.js';
 
@@ -11,8 +11,7 @@ import {resizeArea, resizeLinear} from './raster.js';
 export async function loadRefiner(base, contract, url = new URL(contract.refiner.url, base).href) {
   let model;
   try {
-    await loadLiteRt(new URL('vendor/litert/litert_wasm_compat_internal.js', base).href);
-    model = await loadAndCompile(url, {accelerator: 'wasm'});
+    model = await compileModel(base, url);
   } catch (err) {
     throw new BackendError(`could not load the U-Net model ${contract.refiner.url}: ${err.message || err}`);
   }

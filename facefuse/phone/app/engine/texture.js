@@ -128,7 +128,7 @@ export function mix(srcWarped, tplWarped, shape, ratio, mouthOpen, region, contr
   for (let i = 0; i < weight.data.length; i++) {
     weight.data[i] = Math.fround(ratio * face.data[i]) * (mouth ? 1 - mouth.data[i] : 1);
   }
-  const image = {w: size, h: size, c: 3, data: Float32Array.from(tplWarped.data)};
+  const image = {w: size, h: size, c: 3, data: new Float32Array(tplWarped.data)};
   const box = maskBox(weight, (v) => v > 0, 2);
   if (box) {
     const matched = matchColour(cropBox(srcWarped, box), cropBox(tplWarped, box), cropBox(skin, box), size / 24);
