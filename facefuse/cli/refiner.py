@@ -32,10 +32,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many steps (the schedule still spans --steps)")
     p.add_argument("--prematch", nargs="?", const="lab", default=None,
-                   choices=["lab", "texture", "mixed"],
+                   choices=["lab", "texture", "mixed", "runtime"],
                    help="colour-match composites first, as the pipeline does before the "
                         "refiner: lab (mean/std to the template; the default when given "
-                        "alone), texture (the texture stage's own match), mixed (either)")
+                        "alone), texture (the texture stage's own match), mixed (either), "
+                        "runtime (mixed with a template, and without one matched to the "
+                        "surroundings as `facefuse harmonize` does)")
+    p.add_argument("--template-dropout", type=float, default=0.25,
+                   help="share of composites trained without a template (default 0.25)")
+    p.add_argument("--shadows", type=float, default=0.0,
+                   help="share of composites with a cast shadow on the template to carry "
+                        "onto the face (half as many get one on the face to lift; default 0)")
     p.add_argument("--edge-weight", type=float, default=0.0,
                    help="extra loss weight on the mask's feathered edge (default 0)")
     p.add_argument("--quiet", action="store_true")
@@ -72,7 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(data=args.data, out=args.out, steps=args.steps, size=args.size,
                       batch=args.batch, lr=args.lr, seed=args.seed, device=args.device,
                       val_every=args.val_every, init=args.init, prematch=args.prematch,
-                      edge_weight=args.edge_weight, stop_after=args.stop_after)
+                      edge_weight=args.edge_weight, stop_after=args.stop_after,
+                      template_dropout=args.template_dropout, shadows=args.shadows)
     summary = train(cfg, progress=not args.quiet)
     best = summary["best"]
     print(f"best validation PSNR {best['psnr_refined']:.2f} dB (composites "
