@@ -32,12 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many steps (the schedule still spans --steps)")
     p.add_argument("--prematch", nargs="?", const="lab", default=None,
-                   choices=["lab", "texture", "mixed", "runtime"],
+                   choices=["lab", "texture", "mixed", "runtime", "runtime-mixed"],
                    help="colour-match composites first, as the pipeline does before the "
                         "refiner: lab (mean/std to the template; the default when given "
                         "alone), texture (the texture stage's own match), mixed (either), "
-                        "runtime (mixed with a template, and without one matched to the "
-                        "surroundings as `facefuse harmonize` does)")
+                        "runtime (lab with a template, and without one matched to the "
+                        "surroundings as `facefuse harmonize` does), runtime-mixed (the "
+                        "same with mixed where there is a template)")
     p.add_argument("--template-dropout", type=float, default=0.25,
                    help="share of composites trained without a template (default 0.25)")
     p.add_argument("--shadows", type=float, default=0.0,
