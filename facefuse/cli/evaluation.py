@@ -16,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--size", type=int, default=512)
     q.add_argument("--backend", choices=BACKENDS, default="ort-fp32")
     q.add_argument("--model", default=None, help="an .onnx file instead of the shipped one")
+    q.add_argument("--harmonizer", default=None,
+                   help="an .onnx file instead of the shipped harmonize weights")
     q.add_argument("--cache", default=None,
                    help="aligned-face cache (.npz; built there if absent, e.g. a training "
                         "run's faces_cache.npz)")
@@ -76,7 +78,8 @@ def cmd_eval_harmonize(args: argparse.Namespace) -> int:
 
     report = harmonize_report(Path(args.data), size=args.size, backend=args.backend,
                               model=Path(args.model) if args.model else None,
-                              cache=Path(args.cache) if args.cache else None)
+                              cache=Path(args.cache) if args.cache else None,
+                              harmonizer=Path(args.harmonizer) if args.harmonizer else None)
     print(markdown_table(report))
     write_report(report, Path(args.json) if args.json else None)
     return 0

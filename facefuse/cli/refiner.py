@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from ..errors import BackendError, ParameterError
-from ..params import BACKENDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", help="the photo")
     p.add_argument("mask", help="grayscale mask of the same size, white = region")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--backend", choices=BACKENDS, default="ort-fp32")
+    p.add_argument("--backend", choices=["ort-fp32"], default="ort-fp32",
+                   help="the harmonizer ships as ONNX FP32 only (facefuse/models/"
+                        "unet_harmonize.onnx)")
     p.set_defaults(func=cmd_harmonize)
 
     p = sub.add_parser("train", help="train the refiner U-Net (needs the train extra)")
@@ -54,13 +55,12 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..imageio import load_image, save_format, save_image
-    from ..stages.refine import harmonize, load_refiner
+    from ..stages.refine import harmonize, load_harmonizer
 
     save_format(args.output)
     image = load_image(args.image, name="image")
     mask = load_image(args.mask, name="mask").mean(axis=2).astype(np.float32) / 255.0
-    refiner = load_refiner(args.backend)
-    result = harmonize(refiner, image, mask)
+    result = harmonize(load_harmonizer(), image, mask)
     save_image(args.output, result, note="harmonized")
     print(f"saved {args.output} ({result.shape[1]}x{result.shape[0]})")
     return 0
