@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import BackendError, ParameterError
+from ..params import BACKENDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,9 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", help="the photo")
     p.add_argument("mask", help="grayscale mask of the same size, white = region")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--backend", choices=["ort-fp32"], default="ort-fp32",
-                   help="the harmonizer ships as ONNX FP32 only (facefuse/models/"
-                        "unet_harmonize.onnx)")
+    p.add_argument("--backend", choices=BACKENDS, default="ort-fp32",
+                   help="ort-fp32 (default) runs the harmonize weights (models/"
+                        "unet_harmonize.onnx); the others run the pipeline's weights in "
+                        "that runtime (the harmonize weights ship as ONNX FP32 only)")
     p.set_defaults(func=cmd_harmonize)
 
     p = sub.add_parser("train", help="train the refiner U-Net (needs the train extra)")
@@ -55,12 +57,13 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..imageio import load_image, save_format, save_image
-    from ..stages.refine import harmonize, load_harmonizer
+    from ..stages.refine import harmonize, load_harmonizer, load_refiner
 
     save_format(args.output)
     image = load_image(args.image, name="image")
     mask = load_image(args.mask, name="mask").mean(axis=2).astype(np.float32) / 255.0
-    result = harmonize(load_harmonizer(), image, mask)
+    refiner = load_harmonizer() if args.backend == "ort-fp32" else load_refiner(args.backend)
+    result = harmonize(refiner, image, mask)
     save_image(args.output, result, note="harmonized")
     print(f"saved {args.output} ({result.shape[1]}x{result.shape[0]})")
     return 0
