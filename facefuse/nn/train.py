@@ -39,7 +39,7 @@ class TrainConfig:
     widths: tuple[int, ...] = DEFAULT_WIDTHS
     init: str | None = None  # start from these weights (fine-tuning)
     stop_after: int | None = None  # stop early, keeping the schedule of `steps`
-    prematch: str | None = None  # "lab", "texture", "mixed" or "runtime" (data.py)
+    prematch: str | None = None  # "lab", "texture", "mixed", "runtime", "runtime-mixed"
     template_dropout: float = 0.25  # share of composites without a template (harmonize)
     shadows: float = 0.0  # share of composites with the template's cast shadow (data.py)
     edge_weight: float = 0.0  # extra loss weight on the mask's feathered edge (the seam)
