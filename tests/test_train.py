@@ -32,16 +32,22 @@ def _train(photos, out, *extra: str) -> int:
                  "--size", "64", "--batch", "2", "--val-every", "2", "--quiet", *extra])
 
 
+# The shipped recipe's last phase: both regimes (harmonize and the pipeline), template
+# shadows to carry over and source shadows to lift, plus the seam weight.
+RECIPE = ("--prematch", "runtime", "--template-dropout", "0.5", "--shadows", "0.5",
+          "--edge-weight", "2")
+
+
 def test_train_checkpoints_resumes_exactly_and_exports(photos, tmp_path):
     from facefuse.stages.refine import Refiner
 
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert _train(photos, straight, "--prematch", "mixed", "--edge-weight", "2") == 0
+    assert _train(photos, straight, *RECIPE) == 0
     # The same run interrupted after step 2 and started again: it must end identical.
-    assert _train(photos, resumed, "--prematch", "mixed", "--edge-weight", "2",
+    assert _train(photos, resumed, *RECIPE,
                   "--stop-after", "2") == 0
     assert torch.load(resumed / "checkpoint.pt", weights_only=False)["step"] == 2
-    assert _train(photos, resumed, "--prematch", "mixed", "--edge-weight", "2") == 0
+    assert _train(photos, resumed, *RECIPE) == 0
 
     a = torch.load(straight / "checkpoint.pt", weights_only=False)
     b = torch.load(resumed / "checkpoint.pt", weights_only=False)

@@ -16,6 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--size", type=int, default=512)
     q.add_argument("--backend", choices=BACKENDS, default="ort-fp32")
     q.add_argument("--model", default=None, help="an .onnx file instead of the shipped one")
+    q.add_argument("--harmonizer", default=None,
+                   help="an .onnx file instead of the shipped harmonize weights")
+    q.add_argument("--cache", default=None,
+                   help="aligned-face cache (.npz; built there if absent, e.g. a training "
+                        "run's faces_cache.npz)")
     q.add_argument("--json", default=None)
     q.set_defaults(func=cmd_eval_harmonize)
     q = ev.add_parser("refine", help="full pipeline with the refiner on vs off")
@@ -46,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--data", required=True, help="the London set layout (neutral/, smiling/)")
     q.add_argument("--pairs", type=int, default=10)
     q.add_argument("--ratio", type=float, default=1.0)
+    q.add_argument("--model", default=None, help="an .onnx file instead of the shipped one")
     q.add_argument("--json", default=None)
     q.add_argument("--sheet", default=None,
                    help="contact sheet PNG (shows people: write it outside the repository)")
@@ -71,7 +77,9 @@ def cmd_eval_harmonize(args: argparse.Namespace) -> int:
     from ..quality.evaluate import harmonize_report, markdown_table, write_report
 
     report = harmonize_report(Path(args.data), size=args.size, backend=args.backend,
-                              model=Path(args.model) if args.model else None)
+                              model=Path(args.model) if args.model else None,
+                              cache=Path(args.cache) if args.cache else None,
+                              harmonizer=Path(args.harmonizer) if args.harmonizer else None)
     print(markdown_table(report))
     write_report(report, Path(args.json) if args.json else None)
     return 0
@@ -129,7 +137,8 @@ def cmd_eval_occlusion(args: argparse.Namespace) -> int:
 
     FusionParams(ratio=args.ratio)  # validates
     report = occlusion_report(Path(args.data), pairs=args.pairs, ratio=args.ratio,
-                              progress=not args.quiet)
+                              progress=not args.quiet,
+                              model=Path(args.model) if args.model else None)
     print(occlusion_table(report))
     if args.sheet:
         occlusion_sheet(report, Path(args.sheet))

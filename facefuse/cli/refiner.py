@@ -14,7 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", help="the photo")
     p.add_argument("mask", help="grayscale mask of the same size, white = region")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--backend", choices=BACKENDS, default="ort-fp32")
+    p.add_argument("--backend", choices=BACKENDS, default="ort-fp32",
+                   help="ort-fp32 (default) runs the harmonize weights (models/"
+                        "unet_harmonize.onnx); the others run the pipeline's weights in "
+                        "that runtime (the harmonize weights ship as ONNX FP32 only)")
     p.set_defaults(func=cmd_harmonize)
 
     p = sub.add_parser("train", help="train the refiner U-Net (needs the train extra)")
@@ -32,10 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many steps (the schedule still spans --steps)")
     p.add_argument("--prematch", nargs="?", const="lab", default=None,
-                   choices=["lab", "texture", "mixed"],
+                   choices=["lab", "texture", "mixed", "runtime", "runtime-mixed"],
                    help="colour-match composites first, as the pipeline does before the "
                         "refiner: lab (mean/std to the template; the default when given "
-                        "alone), texture (the texture stage's own match), mixed (either)")
+                        "alone), texture (the texture stage's own match), mixed (either), "
+                        "runtime (lab with a template, and without one matched to the "
+                        "surroundings as `facefuse harmonize` does), runtime-mixed (the "
+                        "same with mixed where there is a template)")
+    p.add_argument("--template-dropout", type=float, default=0.25,
+                   help="share of composites trained without a template (default 0.25)")
+    p.add_argument("--shadows", type=float, default=0.0,
+                   help="share of composites with a cast shadow on the template to carry "
+                        "onto the face (half as many get one on the face to lift; default 0)")
     p.add_argument("--edge-weight", type=float, default=0.0,
                    help="extra loss weight on the mask's feathered edge (default 0)")
     p.add_argument("--quiet", action="store_true")
@@ -46,12 +57,12 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..imageio import load_image, save_format, save_image
-    from ..stages.refine import harmonize, load_refiner
+    from ..stages.refine import harmonize, load_harmonizer, load_refiner
 
     save_format(args.output)
     image = load_image(args.image, name="image")
     mask = load_image(args.mask, name="mask").mean(axis=2).astype(np.float32) / 255.0
-    refiner = load_refiner(args.backend)
+    refiner = load_harmonizer() if args.backend == "ort-fp32" else load_refiner(args.backend)
     result = harmonize(refiner, image, mask)
     save_image(args.output, result, note="harmonized")
     print(f"saved {args.output} ({result.shape[1]}x{result.shape[0]})")
@@ -72,7 +83,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(data=args.data, out=args.out, steps=args.steps, size=args.size,
                       batch=args.batch, lr=args.lr, seed=args.seed, device=args.device,
                       val_every=args.val_every, init=args.init, prematch=args.prematch,
-                      edge_weight=args.edge_weight, stop_after=args.stop_after)
+                      edge_weight=args.edge_weight, stop_after=args.stop_after,
+                      template_dropout=args.template_dropout, shadows=args.shadows)
     summary = train(cfg, progress=not args.quiet)
     best = summary["best"]
     print(f"best validation PSNR {best['psnr_refined']:.2f} dB (composites "

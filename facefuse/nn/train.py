@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +39,9 @@ class TrainConfig:
     widths: tuple[int, ...] = DEFAULT_WIDTHS
     init: str | None = None  # start from these weights (fine-tuning)
     stop_after: int | None = None  # stop early, keeping the schedule of `steps`
-    prematch: str | None = None  # the pipeline's regime: "lab", "texture" or "mixed"
+    prematch: str | None = None  # "lab", "texture", "mixed", "runtime", "runtime-mixed"
+    template_dropout: float = 0.25  # share of composites without a template (harmonize)
+    shadows: float = 0.0  # share of composites with the template's cast shadow (data.py)
     edge_weight: float = 0.0  # extra loss weight on the mask's feathered edge (the seam)
 
 
@@ -56,16 +59,18 @@ def seed_everything(seed: int) -> None:
 def batch_of(faces: FaceSet, cfg: TrainConfig, rng: np.random.Generator, device: str):
     idx = rng.integers(0, len(faces.ids), cfg.batch)
     items = [make_composite(faces.crops[i], faces.masks[i], faces.crops[faces.partner(i)],
-                            cfg.size, rng, prematch=cfg.prematch) for i in idx]
+                            cfg.size, rng, template_dropout=cfg.template_dropout,
+                            prematch=cfg.prematch, shadows=cfg.shadows) for i in idx]
     comp, mask, template, target = (np.stack(parts) for parts in zip(*items, strict=True))
     nchw = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).to(device)  # noqa: E731
     return nchw(comp), torch.from_numpy(mask)[:, None].to(device), nchw(template), nchw(target)
 
 
 def evaluate(model: RefineUNet, val: list, device: str) -> dict[str, float]:
-    """Mean PSNR of the composites and of the refined outputs against the targets."""
+    """Mean PSNR of the composites and of the refined outputs against the targets, over
+    all, and the refined PSNR with a template and without one (the harmonize case)."""
     model.eval()
-    before, after = [], []
+    before, after, alone = [], [], []
     with torch.no_grad():
         for comp, mask, template, target in val:
             x = torch.from_numpy(comp).permute(2, 0, 1)[None].to(device)
@@ -74,8 +79,13 @@ def evaluate(model: RefineUNet, val: list, device: str) -> dict[str, float]:
             y = model(x, m, t)[0].permute(1, 2, 0).cpu().numpy()
             before.append(psnr(comp, target))
             after.append(psnr(y, target))
+            alone.append(not template.any())
     model.train()
-    return {"psnr_composite": float(np.mean(before)), "psnr_refined": float(np.mean(after))}
+    sel = np.array(alone, bool)
+    gain = np.array(after) - np.array(before)
+    return {"psnr_composite": float(np.mean(before)), "psnr_refined": float(np.mean(after)),
+            "gain_template": float(gain[~sel].mean()) if (~sel).any() else 0.0,
+            "gain_alone": float(gain[sel].mean()) if sel.any() else 0.0}
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
@@ -101,7 +111,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     val = (validation_composites(val_set, cfg.size, per_face=1, seed=1234,
                                  prematch=cfg.prematch) +
            validation_composites(val_set, cfg.size, per_face=1, seed=4321,
-                                 template_dropout=1.0))
+                                 template_dropout=1.0, prematch=cfg.prematch))
 
     model = RefineUNet(tuple(cfg.widths)).to(device)
     if cfg.init:
@@ -163,7 +173,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             history.append(metrics)
             bar.write(f"step {step}: validation PSNR composite "
                       f"{metrics['psnr_composite']:.2f} dB -> refined "
-                      f"{metrics['psnr_refined']:.2f} dB")
+                      f"{metrics['psnr_refined']:.2f} dB (gain with a template "
+                      f"{metrics['gain_template']:+.2f}, without {metrics['gain_alone']:+.2f})",
+                      file=sys.stdout)
             if metrics["psnr_refined"] > best:
                 best = metrics["psnr_refined"]
                 _save_atomic({"model": model.state_dict(), "widths": list(cfg.widths),

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import FaceFuseError
-from ..stages.refine import REFINE_SIDE, Refiner, model_path
+from ..stages.refine import HARMONIZER_FILE, MODELS_DIR, REFINE_SIDE, Refiner, model_path
 from ..stages.texture import lab_transfer
 
 # (composite, mask, template or None) -> result, all float 0..1
@@ -88,22 +88,21 @@ def score_methods(composites: list, methods: dict[str, tuple[Method, bool]]) -> 
 
 def harmonize_report(data_dir: Path, *, size: int = 512, per_face: int = 3,
                      backend: str = "ort-fp32", model: Path | None = None,
-                     cache: Path | None = None) -> dict:
-    """Scores of the four methods on composites of the held-out identities only."""
-    from ..nn.data import build_faceset, split_ids, validation_composites
+                     cache: Path | None = None, harmonizer: Path | None = None) -> dict:
+    """Scores of the classical methods and the U-Net's two modes on composites of the
+    held-out identities only: with a template (the pipeline's refiner, `model` or the
+    shipped `backend` file) and without one (`facefuse harmonize`'s own weights,
+    `harmonizer` or the shipped file)."""
+    from ..nn.data import build_faceset, load_or_build, split_ids, validation_composites
 
-    faces = None
-    if cache is not None and cache.exists():
-        from ..nn.data import load_or_build
-
-        faces = load_or_build(data_dir, cache)
-    if faces is None:
-        faces = build_faceset(data_dir)
+    faces = load_or_build(data_dir, cache) if cache is not None else build_faceset(data_dir)
     _, val_ids = split_ids(faces.ids)
     held_out = faces.subset([i for i, p in enumerate(faces.ids) if p in val_ids])
     composites = validation_composites(held_out, size, per_face=per_face, seed=2024)
     refiner = Refiner(model or model_path(backend))
     unet = unet_method(refiner, work_side=REFINE_SIDE)
+    harmonizer_net = Refiner(harmonizer or MODELS_DIR / HARMONIZER_FILE)
+    alone = unet_method(harmonizer_net, work_side=REFINE_SIDE)
 
     def pipeline_refine(c: np.ndarray, m: np.ndarray, t: np.ndarray | None) -> np.ndarray:
         """As in facefuse: colour matched to the template first, then the U-Net."""
@@ -111,16 +110,15 @@ def harmonize_report(data_dir: Path, *, size: int = 512, per_face: int = 3,
 
     def harmonize_refine(c: np.ndarray, m: np.ndarray, t: np.ndarray | None) -> np.ndarray:
         """As `facefuse harmonize`: matched to the surroundings first, then the U-Net."""
-        return unet(lab_transfer(c, m, None), m, None)
+        return alone(lab_transfer(c, m, None), m, None)
 
     methods: dict[str, tuple[Method, bool]] = {
         "composite (no harmonisation)": (lambda c, m, t: c, False),
         "LAB mean/std transfer to the surroundings": (lab_transfer, False),
         "Poisson (OpenCV seamlessClone)": (poisson_clone, False),
         "LAB mean/std transfer to the template face": (lab_transfer, True),
-        f"U-Net ({backend}) alone, no template": (unet, False),
-        f"LAB transfer to the surroundings + U-Net ({backend}) (harmonize)":
-            (harmonize_refine, False),
+        "LAB transfer to the surroundings + U-Net (ort-fp32, harmonize weights) "
+        "(facefuse harmonize)": (harmonize_refine, False),
         f"LAB transfer to the template face + U-Net ({backend}) (facefuse)":
             (pipeline_refine, True),
     }
@@ -129,15 +127,25 @@ def harmonize_report(data_dir: Path, *, size: int = 512, per_face: int = 3,
     names = list(methods)
     best_classical = max(by_name[n].psnr for n in names[1:4])
     best_classical_alone = max(by_name[n].psnr for n in names[1:3])
+    best_classical_face = max(by_name[n].psnr_face for n in names[1:4])
+    best_classical_alone_face = max(by_name[n].psnr_face for n in names[1:3])
     return {
         "data": str(data_dir), "size": size, "composites": len(composites),
         "held_out_identities": sorted(val_ids), "model": str(refiner.path),
+        "harmonizer": str(harmonizer_net.path),
         "template": "the same person's other photo (same light, other expression)",
         "scores": [s.__dict__ for s in scores],
-        "unet_gain_over_best_classical_db": by_name[names[6]].psnr - best_classical,
+        "unet_gain_over_best_classical_db": by_name[names[5]].psnr - best_classical,
         "unet_no_template_gain_over_best_classical_without_template_db":
-            by_name[names[5]].psnr - best_classical_alone,
+            by_name[names[4]].psnr - best_classical_alone,
+        "unet_face_gain_over_best_classical_db":
+            by_name[names[5]].psnr_face - best_classical_face,
+        "unet_no_template_face_gain_over_best_classical_without_template_db":
+            by_name[names[4]].psnr_face - best_classical_alone_face,
     }
+
+
+FACE_GAIN_ALONE = "unet_no_template_face_gain_over_best_classical_without_template_db"
 
 
 def markdown_table(report: dict) -> str:
@@ -149,10 +157,13 @@ def markdown_table(report: dict) -> str:
     lines.append(f"{report['composites']} composites of {len(report['held_out_identities'])} "
                  f"held-out identities at {report['size']} px; template = {report['template']}. "
                  f"facefuse's refine (the U-Net on the colour-matched face) over the best "
-                 f"classical baseline: {report['unet_gain_over_best_classical_db']:+.2f} dB; "
-                 f"without a template (harmonize), over the best classical method without one: "
+                 f"classical baseline: {report['unet_gain_over_best_classical_db']:+.2f} dB "
+                 f"(face region {report.get('unet_face_gain_over_best_classical_db', 0):+.2f}"
+                 f" dB); without a template (harmonize), over the best classical method "
+                 f"without one: "
                  f"{report['unet_no_template_gain_over_best_classical_without_template_db']:+.2f}"
-                 " dB")
+                 f" dB (face region "
+                 f"{report.get(FACE_GAIN_ALONE, 0):+.2f} dB)")
     return "\n".join(lines)
 
 

@@ -87,8 +87,9 @@ def _area_in_result(occ: Occluder, landmarks: np.ndarray, shape: np.ndarray,
 def occlusion_report(data_dir: Path, *, pairs: int = 10, kinds: tuple[str, ...] = KINDS,
                      ratio: float = 1.0, seed: int = 13,
                      configs: dict[str, dict[str, Any]] | None = None,
-                     progress: bool = True) -> dict:
-    """Leak (source occluders) and keep (template occluders) per kind and configuration."""
+                     progress: bool = True, model: Path | None = None) -> dict:
+    """Leak (source occluders) and keep (template occluders) per kind and configuration;
+    `model` evaluates another ONNX refiner in place of the shipped one."""
     from tqdm import tqdm
 
     from ..imageio import load_image
@@ -103,6 +104,10 @@ def occlusion_report(data_dir: Path, *, pairs: int = 10, kinds: tuple[str, ...] 
                                      ) as bar:
         base = FusionParams(ratio=ratio)
         size = base.crop_size
+        if model is not None:
+            from ..stages.refine import Refiner
+
+            engine.set_refiner(base.backend, Refiner(model))
         donor_cache: dict[Path, Donor] = {}
 
         def donor(k: int) -> Donor:

@@ -22,6 +22,10 @@ from ..errors import BackendError, ParameterError
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 MODEL_FILES = {"ort-fp32": "unet_fp32.onnx", "ort-int8": "unet_int8.onnx",
                "litert-fp32": "unet_fp32_256.tflite", "litert-int8": "unet_int8_256.tflite"}
+# `facefuse harmonize` (no template) has its own weights of the same network, trained in
+# its regime (the region LAB-matched to its surroundings first): one set of weights could
+# not serve both without costing the pipeline identity (model card). ONNX FP32 only.
+HARMONIZER_FILE = "unet_harmonize.onnx"
 # The network was trained on 256 px views of the aligned 512 crop, and its change is a smooth
 # colour transform: the pipeline refines at this side and upsamples the change, which keeps
 # the face at the scale the network knows and costs a quarter of a 512 run.
@@ -226,6 +230,11 @@ def harmonize(refiner: Refiner, image: np.ndarray, mask: np.ndarray, *,
     out = image.copy()
     out[y0:y1, x0:x1] = np.clip(refined + 0.5, 0, 255).astype(np.uint8)
     return out
+
+
+def load_harmonizer(models_dir: Path | None = None, threads: int | None = None) -> Refiner:
+    """The shipped no-template weights (`facefuse harmonize`), ready to run."""
+    return Refiner((models_dir or MODELS_DIR) / HARMONIZER_FILE, threads=threads)
 
 
 def load_refiner(backend: str = "ort-fp32", models_dir: Path | None = None,
