@@ -35,6 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -61,6 +62,7 @@ CUT_HIST = 0.6  # ... and histogram intersection below this: a scene cut
 WORK_VERSION = 1
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,48 @@ _CV2_TURNS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180,
 
 # ------------------------------------------------------------------ pass 1: track
 
+READ_AHEAD = 4  # decoded frames waiting for the tracker (each 2.7 MB at 720p)
+
+
+def read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
+    """`items` produced on a background thread, at most `depth` ahead of the consumer;
+    an error there is raised here, and stopping early stops the producer."""
+    done = object()
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    with contextlib.suppress(queue.Full):
+                        ready.put(item, timeout=0.1)
+                        break
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # surfaced in the consumer
+            failure.append(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+            while not stop.is_set():
+                with contextlib.suppress(queue.Full):
+                    ready.put(done, timeout=0.1)
+                    break
+
+    producer = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    producer.start()
+    try:
+        while (item := ready.get()) is not done:
+            yield item
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        producer.join()
+
 
 @dataclass
 class Track:
@@ -303,11 +347,17 @@ def track_video(live: LiveFuser, path: str | os.PathLike, options: VideoOptions,
     container = open_video(path)
     tb = container.streams.video[0].time_base
     container.close()
-    for i, (p, frame) in enumerate(decode_frames(path, options)):
+
+    def pictures() -> Iterator[tuple[int, object, np.ndarray, np.ndarray]]:
+        for p, frame in decode_frames(path, options):
+            rgb = display_rgb(frame, int(frame.rotation or 0))
+            yield p, frame, rgb, _thumb(rgb)
+
+    # Face Mesh tracks one frame after the other; decoding and turning the next frames
+    # meanwhile keeps the second core busy.
+    for i, (p, frame, rgb, thumb) in enumerate(read_ahead(pictures(), READ_AHEAD)):
         if i == 0:
             rotation = int(frame.rotation or 0)
-        rgb = display_rgb(frame, rotation)
-        thumb = _thumb(rgb)
         if previous is not None and is_cut(previous, thumb):
             scene_id += 1
         previous = thumb
