@@ -237,7 +237,6 @@ export function morph(mask, n, dilate) {
   const bw = box.x1 - box.x0;
   // A sliding min/max along x per distinct run, then the rows combined along y. Outside
   // the image counts as neutral (OpenCV's default border for erode and dilate).
-  const better = dilate ? (a, b) => a > b : (a, b) => a < b;
   const runs = new Map();
   const deque = new Int32Array(w);
   for (const key of new Set(rows.values())) {
@@ -248,7 +247,8 @@ export function morph(mask, n, dilate) {
       for (let x = box.x0; x < box.x1; x++) {
         const hiX = Math.min(w - 1, x + hi);
         for (; next <= hiX; next++) {
-          while (tail > head && !better(mask.data[row + deque[tail - 1]], mask.data[row + next])) tail--;
+          const b = mask.data[row + next];
+          while (tail > head && !(dilate ? mask.data[row + deque[tail - 1]] > b : mask.data[row + deque[tail - 1]] < b)) tail--;
           deque[tail++] = next;
         }
         while (head < tail && deque[head] < x + lo) head++;
@@ -257,18 +257,23 @@ export function morph(mask, n, dilate) {
     }
     runs.set(key, plane);
   }
-  const order = [...rows].map(([dy, key]) => [dy, runs.get(key)]);
+  // Rows combined a whole row at a time (no per-pixel iterators or closures: this loop
+  // was most of the live view's texture stage).
+  const dys = [...rows.keys()]; const planes = dys.map((dy) => runs.get(rows.get(dy)));
+  const acc = new Float32Array(bw);
   for (let y = box.y0; y < box.y1; y++) {
-    for (let x = 0; x < bw; x++) {
-      let v = dilate ? -Infinity : Infinity;
-      for (const [dy, plane] of order) {
-        const yy = y + dy;
-        if (yy < 0 || yy >= h) continue;
-        const p = plane[yy * bw + x];
-        if (better(p, v)) v = p;
+    acc.fill(dilate ? -Infinity : Infinity);
+    for (let j = 0; j < dys.length; j++) {
+      const yy = y + dys[j];
+      if (yy < 0 || yy >= h) continue;
+      const plane = planes[j]; const off = yy * bw;
+      if (dilate) {
+        for (let x = 0; x < bw; x++) if (plane[off + x] > acc[x]) acc[x] = plane[off + x];
+      } else {
+        for (let x = 0; x < bw; x++) if (plane[off + x] < acc[x]) acc[x] = plane[off + x];
       }
-      out.data[y * w + x + box.x0] = v;
     }
+    out.data.set(acc, y * w + box.x0);
   }
   return out;
 }
