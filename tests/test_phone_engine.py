@@ -19,7 +19,12 @@ from facefuse.errors import ImageError, NoFaceError
 from facefuse.imageio import load_image
 from facefuse.params import FusionParams, preset
 from facefuse.phone import contract
-from facefuse.quality.phone_browser import chromium_path, engine_page, serve_app
+from facefuse.quality.phone_browser import (
+    chromium_path,
+    engine_page,
+    first_live_frame,
+    serve_app,
+)
 from facefuse.stages.mesh_topology import FACE_OVAL_LOOP
 
 needs_browser = pytest.mark.skipif(chromium_path() is None,
@@ -241,20 +246,7 @@ def test_live_view_fuses_the_camera_face_and_keeps_the_background(page, astronau
         await window.facefuse.startLive(blob, {ratio: 1.0});
     }""", b64(png_bytes(astronaut_template)))
     try:
-        frame = page.evaluate("""async () => {
-            const end = performance.now() + 240000;
-            while (performance.now() < end) {  // the first frame with a face, read in one go
-                const f = window.facefuse && window.facefuse.lastLiveFrame()?.box
-                    && await window.facefuse.lastLiveFramePixels();
-                if (f && f.box) {
-                    return {input: Array.from(f.input), output: Array.from(f.output),
-                            w: f.w, h: f.h, box: f.box,
-                            stats: window.facefuse.stats()};
-                }
-                await new Promise((resolve) => setTimeout(resolve, 100));
-            }
-            return null;
-        }""")
+        frame = first_live_frame(page, 240)
     finally:
         page.evaluate("window.facefuse.stopLive()")
     assert frame is not None, "no live frame with a tracked face within 240 s"

@@ -17,7 +17,12 @@ import pytest
 from PIL import Image
 
 from facefuse.phone.assets import APP_DIR
-from facefuse.quality.phone_browser import CHROMIUM_FLAGS, chromium_path, serve_app
+from facefuse.quality.phone_browser import (
+    CHROMIUM_FLAGS,
+    chromium_path,
+    first_live_frame,
+    serve_app,
+)
 
 pytestmark = [
     pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed"),
@@ -158,18 +163,7 @@ def test_gestures_move_the_region_within_range_in_the_album_preview(app, photos,
 def start_live(page) -> dict:
     """Tap Start live and wait for the first frame with a tracked face (read in one go)."""
     page.tap("#live-toggle")
-    frame = page.evaluate("""async (limit) => {
-        const end = performance.now() + limit;
-        while (performance.now() < end) {
-            const f = window.facefuse && window.facefuse.lastLiveFrame()?.box
-                    && await window.facefuse.lastLiveFramePixels();
-            if (f && f.box) return {input: Array.from(f.input),
-                                    output: Array.from(f.output),
-                                    w: f.w, h: f.h, box: f.box};
-            await new Promise((resolve) => setTimeout(resolve, 100));
-        }
-        return null;
-    }""", FIRST_FRAME_S * 1000)
+    frame = first_live_frame(page, FIRST_FRAME_S)
     assert frame is not None, f"no live frame with a tracked face within {FIRST_FRAME_S} s"
     return frame
 

@@ -235,6 +235,7 @@ def test_live_tab_runs_the_engine_in_the_browser(server, photos, tmp_path, astro
     from playwright.sync_api import expect, sync_playwright
 
     from facefuse.quality.phone_browser import CHROMIUM_FLAGS as WEBGL_FLAGS
+    from facefuse.quality.phone_browser import first_live_frame
     from facefuse.runners.live import make_face_video, video_to_y4m
 
     y4m = video_to_y4m(make_face_video(astronaut, tmp_path / "face.mp4", frames=30),
@@ -255,18 +256,7 @@ def test_live_tab_runs_the_engine_in_the_browser(server, photos, tmp_path, astro
         sent: list[str] = []
         page.on("request", lambda r: r.method != "GET" and sent.append(r.url))
         page.locator("#live-browser .ff-live-toggle").click()
-        frame = page.evaluate("""async () => {
-            const end = performance.now() + 240000;
-            while (performance.now() < end) {
-                const f = window.facefuse && window.facefuse.lastLiveFrame()?.box
-                    && await window.facefuse.lastLiveFramePixels();
-                if (f && f.box) return {input: Array.from(f.input),
-                                        output: Array.from(f.output),
-                                        w: f.w, h: f.h, box: f.box};
-                await new Promise((resolve) => setTimeout(resolve, 100));
-            }
-            return null;
-        }""")
+        frame = first_live_frame(page, 240)
         assert frame is not None, "no live frame with a tracked face within 240 s"
         expect(page.locator("#live-browser .ff-live-stats")).to_contain_text("fps",
                                                                             timeout=30_000)

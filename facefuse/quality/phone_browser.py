@@ -106,3 +106,22 @@ def engine_page(base: str, *, phone: bool = True, flags: tuple[str, ...] = (),
             yield page
         finally:
             browser.close()
+
+
+def first_live_frame(page: Any, limit_s: float) -> dict[str, Any] | None:
+    """The live view's first frame with a tracked face, read in one go (its input and output
+    pixels, size, face box, and the engine's stats() at that moment), or None after
+    `limit_s` seconds."""
+    return page.evaluate("""async (limit) => {
+        const end = performance.now() + limit;
+        while (performance.now() < end) {
+            const f = window.facefuse && window.facefuse.lastLiveFrame()?.box
+                && await window.facefuse.lastLiveFramePixels();
+            if (f && f.box) {
+                return {input: Array.from(f.input), output: Array.from(f.output),
+                        w: f.w, h: f.h, box: f.box, stats: window.facefuse.stats()};
+            }
+            await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        return null;
+    }""", limit_s * 1000)
