@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -509,41 +509,15 @@ def _fused_frames(engine: FaceFuser, source: PreparedSource, params: FusionParam
         return p, changed_frame(frame, rgb, out, rotation)
 
     lock = threading.Lock()
-    pending: queue.Queue[Future | None] = queue.Queue(maxsize=workers * 3)
-    error: list[BaseException] = []
-
-    stop = threading.Event()
-
-    def feed(pool: ThreadPoolExecutor) -> None:
-        try:
-            for p, frame in frames:
-                if stop.is_set():
-                    break
-                pending.put(pool.submit(fuse_one, p, frame))
-        except BaseException as exc:  # surfaced in the consumer
-            error.append(exc)
-        finally:
-            pending.put(None)
-
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fuse") as pool:
-        feeder = threading.Thread(target=feed, args=(pool,), name="decode", daemon=True)
-        feeder.start()
+        # Frames are decoded and handed to the pool on a read-ahead thread, a few ahead of
+        # the encoder; results come back in order. Stopping early drops what is queued.
+        jobs = (pool.submit(fuse_one, p, frame) for p, frame in frames)
         try:
-            while True:
-                item = pending.get()
-                if item is None:
-                    break
-                yield item.result()
-            if error:
-                raise error[0]
+            for job in read_ahead(jobs, workers * 3):
+                yield job.result()
         finally:
-            stop.set()
-            while feeder.is_alive():  # unblock the decoder if we stop early
-                with contextlib.suppress(queue.Empty):
-                    job = pending.get(timeout=0.1)
-                    if job is not None:
-                        job.cancel()
-            feeder.join()
+            pool.shutdown(cancel_futures=True)
 
 
 def changed_box(before: np.ndarray, after: np.ndarray) -> tuple[int, int, int, int] | None:
