@@ -1,9 +1,11 @@
 // One camera frame through the live path (runners/live.py): track the face from the last
-// frame (facemodels.js FaceTracker), fuse the prepared source into it on the 320 crop, and
-// write the result back into the frame's RGBA pixels. It runs in the live Worker
+// frame (facemodels.js FaceTracker), fuse the prepared source into it on the 320 crop
+// (livefuse.js, the album stages restructured for a stream), and hand back the changed
+// pixels as RGBA. It runs in the live Worker
 // (liveworker.js), off the page's main thread.
 import {FaceTracker, loadFaceModels} from './facemodels.js';
-import {fuseFace, Timings} from './fuseface.js';
+import {Timings} from './fuseface.js';
+import {LiveFusion} from './livefuse.js';
 import {loadRefiner} from './refine.js';
 
 export class LiveFuser {
@@ -11,7 +13,8 @@ export class LiveFuser {
   constructor(engine, source, params) {
     this.engine = engine; this.source = source; this.params = params;
     this.tracker = new FaceTracker(engine.models, params.det_threshold);
-    this.rgb = null;
+    // Everything of the source kept from here on; the crop's buffers reused frame to frame.
+    this.fusion = new LiveFusion(engine.contract, source, source.aligned.size);
   }
 
   /** Fuse into `rgba` (Uint8ClampedArray, w x h x 4): {box, landmarks (null without a
@@ -23,25 +26,9 @@ export class LiveFuser {
     if (roi !== undefined) this.tracker.roi = roi;
     const face = await timings.stage('analyse', () => this.tracker.track({w, h, c: 4, data: rgba}));
     if (!face) return {box: null, landmarks: null, stages: timings.ms, patch: null};
-    if (!this.rgb || this.rgb.data.length !== w * h * 3) this.rgb = {w, h, c: 3, data: new Uint8ClampedArray(w * h * 3)};
-    const rgb = this.rgb.data;
-    for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) { rgb[i] = rgba[j]; rgb[i + 1] = rgba[j + 1]; rgb[i + 2] = rgba[j + 2]; }
-    const out = await fuseFace(this.engine, this.source, this.rgb, face, this.params, timings);
-    return {box: face.box, landmarks: face.landmarks, stages: timings.ms, patch: out.changed ? patchOf(out, out.changed) : null};
+    const patch = await this.fusion.fuse(this.engine, rgba, w, h, face, this.params, timings);
+    return {box: face.box, landmarks: face.landmarks, stages: timings.ms, patch};
   }
-}
-
-/** The box `b` of an RGB image as RGBA pixels {x0, y0, w, h, data}. */
-function patchOf(img, b) {
-  const pw = b.x1 - b.x0; const ph = b.y1 - b.y0;
-  const data = new Uint8ClampedArray(pw * ph * 4);
-  for (let y = 0; y < ph; y++) {
-    let i = ((b.y0 + y) * img.w + b.x0) * 3; let j = y * pw * 4;
-    for (let x = 0; x < pw; x++, i += 3, j += 4) {
-      data[j] = img.data[i]; data[j + 1] = img.data[i + 1]; data[j + 2] = img.data[i + 2]; data[j + 3] = 255;
-    }
-  }
-  return {x0: b.x0, y0: b.y0, w: pw, h: ph, data};
 }
 
 /** A camera frame's RGBA pixels: a VideoFrame copied out directly, or an ImageBitmap drawn

@@ -1,0 +1,410 @@
+// The live view's own fusion of one camera frame (issue #16): the album path's stages
+// (fuseface.js) restructured for a stream. What depends only on the source is kept from
+// startLive; the frame is sampled once, straight through the frame->crop similarity composed
+// with the mesh field (no aligned crop, no rounding passes), and the paste samples the frame
+// again through the same composed field; the colour/light match runs at half the crop's side
+// and its change is upsampled (it is smooth); the crop-sized buffers are reused frame to
+// frame. The album path keeps its parity with Python; this one is measured against it
+// (bench phone-app's fidelity figure, tests/test_phone_live.py).
+import {invertAffine, keypoints, similarity} from './align.js';
+import {BackendError} from './errors.js';
+import {adjustTone, applyMode} from './finish.js';
+import {anchorPoints, buildPlan, fuseShape, landmarkPoints} from './geometry.js';
+import {mouthOpenRatio} from './landmarks.js';
+import {refine} from './refine.js';
+import {faceMask, featureMask, matchColour, mouthMask} from './texture.js';
+
+/** Crop-space node positions of the plan's warp (planField's nodes, before the bilinear
+ * fill): where each grid node of the crop samples `fromPts`' image. */
+export function planNodes(plan, fromPts, anchors, out) {
+  const src = fromPts.concat(anchors);
+  const {n, step} = plan;
+  for (let node = 0; node < n * n; node++) {
+    const gx = (node % n) * step; const gy = Math.floor(node / n) * step;
+    if (plan.outside[node]) { out.x[node] = gx; out.y[node] = gy; continue; }
+    let x = 0; let y = 0;
+    for (let k = 0; k < 3; k++) {
+      const p = src[plan.vertices[node * 3 + k]]; const w = plan.weights[node * 3 + k];
+      x += w * p[0]; y += w * p[1];
+    }
+    out.x[node] = x; out.y[node] = y;
+  }
+  return out;
+}
+
+/** Per crop column (or row): its node cell and the weight of the next node (planField's
+ * bilinear fill, tabulated once per size). */
+function cellTable(size, n, step) {
+  const cell = new Int32Array(size); const frac = new Float32Array(size);
+  for (let x = 0; x < size; x++) {
+    const f = Math.min(x / step, n - 1); const c0 = Math.min(Math.floor(f), n - 2);
+    cell[x] = c0; frac[x] = f - c0;
+  }
+  return {cell, frac};
+}
+
+/** Sample `img` (`stride` bytes or floats a pixel, RGB first) at the node field, rows
+ * y0..y1 and columns x0..x1 of the size x size crop, bilinear with the border replicated,
+ * into `out` (Float32Array size*size*3). The field's nodes are in `img`'s pixels. */
+export function warpNodes(img, nodes, table, n, size, box, out) {
+  const {data, w, h, stride} = img; const {cell, frac} = table;
+  const nx = nodes.x; const ny = nodes.y;
+  const wm = w - 1; const hm = h - 1;
+  for (let y = box.y0; y < box.y1; y++) {
+    const cy = cell[y]; const ay = frac[y];
+    for (let x = box.x0; x < box.x1; x++) {
+      const i00 = cy * n + cell[x]; const ax = frac[x];
+      const i10 = i00 + n;
+      const w00 = (1 - ax) * (1 - ay); const w01 = ax * (1 - ay); const w10 = (1 - ax) * ay; const w11 = ax * ay;
+      const fx = nx[i00] * w00 + nx[i00 + 1] * w01 + nx[i10] * w10 + nx[i10 + 1] * w11;
+      const fy = ny[i00] * w00 + ny[i00 + 1] * w01 + ny[i10] * w10 + ny[i10 + 1] * w11;
+      let x0 = Math.floor(fx); let y0 = Math.floor(fy); const bx = fx - x0; const by = fy - y0;
+      let x1 = x0 + 1; let y1 = y0 + 1;
+      if (x0 < 0 || y0 < 0 || x1 > wm || y1 > hm) {
+        x0 = x0 < 0 ? 0 : x0 > wm ? wm : x0; x1 = x1 < 0 ? 0 : x1 > wm ? wm : x1;
+        y0 = y0 < 0 ? 0 : y0 > hm ? hm : y0; y1 = y1 < 0 ? 0 : y1 > hm ? hm : y1;
+      }
+      const p00 = (y0 * w + x0) * stride; const p01 = (y0 * w + x1) * stride;
+      const p10 = (y1 * w + x0) * stride; const p11 = (y1 * w + x1) * stride;
+      const v00 = (1 - bx) * (1 - by); const v01 = bx * (1 - by); const v10 = (1 - bx) * by; const v11 = bx * by;
+      const o = (y * size + x) * 3;
+      out[o] = data[p00] * v00 + data[p01] * v01 + data[p10] * v10 + data[p11] * v11;
+      out[o + 1] = data[p00 + 1] * v00 + data[p01 + 1] * v01 + data[p10 + 1] * v10 + data[p11 + 1] * v11;
+      out[o + 2] = data[p00 + 2] * v00 + data[p01 + 2] * v01 + data[p10 + 2] * v10 + data[p11 + 2] * v11;
+    }
+  }
+}
+
+/** 2x2 averages of the box of a c-channel float image (an exact area resize by 2, as
+ * cv2.INTER_AREA gives for a factor of 2), into out {w, h, c, data}; the box's sides even. */
+export function halve(data, size, c, box, out) {
+  const w = (box.x1 - box.x0) >> 1; const h = (box.y1 - box.y0) >> 1;
+  out.w = w; out.h = h; out.c = c;
+  const o = out.data;
+  for (let y = 0; y < h; y++) {
+    const r0 = ((box.y0 + 2 * y) * size + box.x0) * c; const r1 = r0 + size * c;
+    for (let x = 0; x < w; x++) {
+      for (let k = 0; k < c; k++) {
+        const a = r0 + 2 * x * c + k;
+        o[(y * w + x) * c + k] = 0.25 * (data[a] + data[a + c] + data[r1 - r0 + a] + data[r1 - r0 + a + c]);
+      }
+    }
+  }
+  return out;
+}
+
+/** cv2.resize's bilinear taps for doubling n samples: per output index its first source
+ * index and the next one's weight (pixel centres aligned, the border clamped). */
+function doubling(n) {
+  const i0 = new Int32Array(2 * n); const a = new Float32Array(2 * n);
+  for (let x = 0; x < 2 * n; x++) {
+    let f = (x + 0.5) / 2 - 0.5; f = f < 0 ? 0 : f > n - 1 ? n - 1 : f;
+    const k = Math.min(Math.floor(f), Math.max(0, n - 2));
+    i0[x] = k; a[x] = n > 1 ? f - k : 0;
+  }
+  return {i0, a};
+}
+
+/** Adds the half-side RGB image `half` (doubled, bilinear) to the box of `out` (a
+ * size x size RGB crop) where `where` (a crop mask, or null: everywhere) is above zero,
+ * each value clamped to 0..255 when `clamp`; `mix` (or null): the sum is then mixed into
+ * `into` by that weight (into += mix * (sum - into)). */
+function addDoubled(half, out, size, box, where, into) {
+  const cols = doubling(half.w); const rows = doubling(half.h); const d = half.data; const hw = half.w;
+  for (let y = box.y0; y < box.y1; y++) {
+    const ry = y - box.y0; const r0 = rows.i0[ry] * hw; const r1 = (rows.i0[ry] + (half.h > 1 ? 1 : 0)) * hw; const ay = rows.a[ry];
+    for (let x = box.x0; x < box.x1; x++) {
+      const i = y * size + x;
+      const m = where ? where[i] : 1;
+      if (m <= 0) continue;
+      const rx = x - box.x0; const c0 = cols.i0[rx]; const c1 = c0 + (hw > 1 ? 1 : 0); const ax = cols.a[rx];
+      const w00 = (1 - ax) * (1 - ay); const w01 = ax * (1 - ay); const w10 = (1 - ax) * ay; const w11 = ax * ay;
+      const p00 = 3 * (r0 + c0); const p01 = 3 * (r0 + c1); const p10 = 3 * (r1 + c0); const p11 = 3 * (r1 + c1);
+      for (let k = 0; k < 3; k++) {
+        let v = out[3 * i + k] + d[p00 + k] * w00 + d[p01 + k] * w01 + d[p10 + k] * w10 + d[p11 + k] * w11;
+        v = v < 0 ? 0 : v > 255 ? 255 : v;
+        if (into) into[3 * i + k] += m * (v - into[3 * i + k]); else out[3 * i + k] = v;
+      }
+    }
+  }
+}
+
+/** The box of a mask where it exceeds `eps`, grown by `pad`, with even corners (so it
+ * halves exactly); null when empty. */
+function evenBox(mask, size, eps, pad) {
+  let x0 = size; let y0 = size; let x1 = -1; let y1 = -1;
+  for (let y = 0; y < size; y++) {
+    const row = y * size;
+    for (let x = 0; x < size; x++) {
+      if (mask[row + x] > eps) { if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y; }
+    }
+  }
+  if (x1 < 0) return null;
+  const even = (v) => v & ~1;
+  return {x0: Math.max(0, even(x0 - pad)), y0: Math.max(0, even(y0 - pad)),
+    x1: Math.min(size, even(x1 + pad + 2)), y1: Math.min(size, even(y1 + pad + 2))};
+}
+
+/** One source fused into camera frames, frame after frame; buffers kept between frames. */
+export class LiveFusion {
+  /** `source`: the prepared source {aligned} (its crop at `size`). */
+  constructor(contract, source, size) {
+    this.contract = contract; this.size = size;
+    this.srcLm = source.aligned.landmarks; this.srcPts = landmarkPoints(source.aligned.landmarks);
+    const crop = source.aligned.crop;
+    this.srcImg = {data: crop.data, w: crop.w, h: crop.h, stride: 3};
+    const step = contract.constants.grid_step; const n = Math.floor(size / step) + 1;
+    this.n = n; this.table = cellTable(size, n, step);
+    const px = size * size;
+    this.tplNodes = {x: new Float64Array(n * n), y: new Float64Array(n * n)};
+    this.srcNodes = {x: new Float64Array(n * n), y: new Float64Array(n * n)};
+    this.tpl = new Float32Array(px * 3); this.src = new Float32Array(px * 3);
+    this.fused = new Float32Array(px * 3); this.delta = new Float32Array(px * 3);
+    this.weight = new Float32Array(px); this.landmarks = null;
+    const half = (c) => ({w: 0, h: 0, c, data: new Float32Array((px / 4) * c)});
+    this.half = {src: half(3), tpl: half(3), fused: half(3), mask: half(1), skin: half(1)};
+    this.level = null; // the frame at half resolution, when the crop shrinks it that much
+  }
+
+  /** The frame as the warp samples it: the RGBA pixels, or their 2x2 averages over the
+   * part the crop covers when the crop shrinks the frame by more than 1.5 (no aliasing, as
+   * the album path's area resize before its warp). Returns {img, toLevel} (frame -> level). */
+  frameLevel(rgba, w, h, toImage, scale) {
+    const full = {data: rgba, w, h, stride: 4};
+    if (scale >= 1 / 1.5) return {img: full, toLevel: [[1, 0, 0], [0, 1, 0]]};
+    const s = this.size; const T = toImage;
+    const xs = [0, s, 0, s].map((x, i) => T[0][0] * x + T[0][1] * (i < 2 ? 0 : s) + T[0][2]);
+    const ys = [0, s, 0, s].map((x, i) => T[1][0] * x + T[1][1] * (i < 2 ? 0 : s) + T[1][2]);
+    const x0 = Math.max(0, (Math.floor(Math.min(...xs)) - 4) & ~1); const y0 = Math.max(0, (Math.floor(Math.min(...ys)) - 4) & ~1);
+    const x1 = Math.min(w & ~1, Math.ceil(Math.max(...xs)) + 4); const y1 = Math.min(h & ~1, Math.ceil(Math.max(...ys)) + 4);
+    const lw = Math.max(1, (x1 - x0) >> 1); const lh = Math.max(1, (y1 - y0) >> 1);
+    if (!this.level || this.level.data.length < lw * lh * 3) this.level = {data: new Float32Array(lw * lh * 3)};
+    const d = this.level.data;
+    for (let y = 0; y < lh; y++) {
+      const r0 = ((y0 + 2 * y) * w + x0) * 4; const r1 = r0 + w * 4;
+      for (let x = 0, o = y * lw * 3; x < lw; x++, o += 3) {
+        const a = r0 + 8 * x; const b = r1 + 8 * x;
+        d[o] = 0.25 * (rgba[a] + rgba[a + 4] + rgba[b] + rgba[b + 4]);
+        d[o + 1] = 0.25 * (rgba[a + 1] + rgba[a + 5] + rgba[b + 1] + rgba[b + 5]);
+        d[o + 2] = 0.25 * (rgba[a + 2] + rgba[a + 6] + rgba[b + 2] + rgba[b + 6]);
+      }
+    }
+    // level pixel centre i <-> frame x0 + 2i + 0.5
+    return {img: {data: d, w: lw, h: lh, stride: 3}, toLevel: [[0.5, 0, -(x0 + 0.5) / 2], [0, 0.5, -(y0 + 0.5) / 2]]};
+  }
+
+  /** Fuse into the frame `rgba` (w x h, RGBA) the face `face` ({landmarks} in its pixels):
+   * the changed pixels {x0, y0, w, h, data RGBA} or null. */
+  async fuse(engine, rgba, w, h, face, p, timings) {
+    const {contract, size: S, n} = this;
+    const box = {x0: 0, y0: 0, x1: S, y1: S};
+    const a = await timings.stage('align', () => {
+      const canon = contract.canonical_keypoints.map(([x, y]) => [x * S, y * S]);
+      const toCrop = similarity(keypoints(face.landmarks, contract.landmarks), canon);
+      const scale = Math.hypot(toCrop[0][0], toCrop[1][0]);
+      const count = face.landmarks.length / 3;
+      if (!this.landmarks || this.landmarks.length !== count * 3) this.landmarks = new Float64Array(count * 3);
+      const lm = this.landmarks; const L = face.landmarks;
+      for (let i = 0; i < count; i++) {
+        const x = L[3 * i]; const y = L[3 * i + 1];
+        lm[3 * i] = toCrop[0][0] * x + toCrop[0][1] * y + toCrop[0][2];
+        lm[3 * i + 1] = toCrop[1][0] * x + toCrop[1][1] * y + toCrop[1][2];
+        lm[3 * i + 2] = L[3 * i + 2] * scale;
+      }
+      const toImage = invertAffine(toCrop);
+      return {toCrop, toImage, scale, level: this.frameLevel(rgba, w, h, toImage, scale)};
+    });
+    const geo = await timings.stage('geometry', () => {
+      const tplPts = landmarkPoints(this.landmarks);
+      const shape = p.ratio === 0 ? tplPts : fuseShape(this.srcLm, this.landmarks, p.shape_ratio, contract);
+      const anchors = anchorPoints(shape, S, contract);
+      const plan = buildPlan(shape, anchors, S, contract);
+      // The template's nodes in crop pixels (the paste's changed box), then in the frame's
+      // pixels and the sampled level's: one warp from the camera frame to the fused shape.
+      const nodes = planNodes(plan, tplPts, anchors, this.tplNodes);
+      const moved = movedBox(nodes, plan, contract.constants.change_eps);
+      const T = a.toImage; const V = a.level.toLevel;
+      const M = [[V[0][0] * T[0][0], V[0][0] * T[0][1], V[0][0] * T[0][2] + V[0][2]],
+        [V[1][1] * T[1][0], V[1][1] * T[1][1], V[1][1] * T[1][2] + V[1][2]]];
+      const lx = new Float64Array(n * n); const ly = new Float64Array(n * n);
+      for (let i = 0; i < n * n; i++) {
+        lx[i] = M[0][0] * nodes.x[i] + M[0][1] * nodes.y[i] + M[0][2];
+        ly[i] = M[1][0] * nodes.x[i] + M[1][1] * nodes.y[i] + M[1][2];
+      }
+      warpNodes(a.level.img, {x: lx, y: ly}, this.table, n, S, box, this.tpl);
+      return {shape, plan, anchors, moved};
+    });
+    const region = {scale: p.region_scale, rotation: p.region_rotation, offset_x: p.region_offset_x, offset_y: p.region_offset_y};
+    const tex = await timings.stage('texture', () => this.texture(geo, face, p, region));
+    let fused = this.fused;
+    if (p.refine && p.ratio > 0 && tex.box) {
+      if (!engine.refiner) throw new BackendError('the U-Net refiner is not loaded: call loadEngine() without {refiner: false}, or set refine: false');
+      await timings.stage('refine', () => this.refine(engine.refiner, tex.face));
+    }
+    const finished = await timings.stage('finish', () => {
+      const img = (data) => ({w: S, h: S, c: 3, data});
+      let f = img(p.ratio === 0 ? this.tpl : fused);
+      f = applyMode(f, img(this.tpl), {w: S, h: S, c: 1, data: this.weight}, tex.face, p.mode);
+      return adjustTone(f, tex.face, p.brightness, p.contrast, p.saturation);
+    });
+    fused = finished.data;
+    return timings.stage('paste', () => {
+      const eps = contract.constants.region_eps; const face = tex.face.data; const D = this.delta; const T = this.tpl;
+      let regionBox = null;
+      for (let i = 0; i < S * S; i++) {
+        if (face[i] > eps) {
+          D[3 * i] = fused[3 * i] - T[3 * i]; D[3 * i + 1] = fused[3 * i + 1] - T[3 * i + 1]; D[3 * i + 2] = fused[3 * i + 2] - T[3 * i + 2];
+          const x = i % S; const y = (i - x) / S;
+          if (!regionBox) regionBox = {x0: x, y0: y, x1: x, y1: y};
+          if (x < regionBox.x0) regionBox.x0 = x; if (x > regionBox.x1) regionBox.x1 = x;
+          regionBox.y1 = y;
+        } else {
+          D[3 * i] = 0; D[3 * i + 1] = 0; D[3 * i + 2] = 0;
+        }
+      }
+      const changed = union(geo.moved, regionBox);
+      return changed ? pastePatch(rgba, w, h, a, this.tplNodes, this.table, n, S, D, changed) : null;
+    });
+  }
+
+  /** Masks, the colour/light match (at half side) and the ratio mix into this.fused;
+   * {face (the soft face mask image), box (where the mix weight is above zero)}. */
+  texture(geo, face, p, region) {
+    const {contract, size: S} = this;
+    const faceImg = faceMask(geo.shape, S, region, contract);
+    const fm = faceImg.data; const wt = this.weight;
+    this.fused.set(this.tpl);
+    if (p.ratio === 0) { wt.fill(1); return {face: faceImg, box: null}; }
+    const open = mouthOpenRatio(face.landmarks, contract.landmarks) > contract.constants.mouth_open_threshold;
+    const mouth = open ? mouthMask(geo.shape, S, contract).data : null;
+    for (let i = 0; i < S * S; i++) wt[i] = Math.fround(p.ratio * fm[i]) * (mouth ? 1 - mouth[i] : 1);
+    const box = evenBox(wt, S, 0, 2);
+    if (!box) return {face: faceImg, box: null};
+    // The source through its own field, inside the box only.
+    const srcNodes = planNodes(geo.plan, this.srcPts, geo.anchors, this.srcNodes);
+    warpNodes(this.srcImg, srcNodes, this.table, this.n, S, box, this.src);
+    // The colour/light match at half side: the recoloured source's change, upsampled.
+    const H = this.half;
+    halve(this.src, S, 3, box, H.src); halve(this.tpl, S, 3, box, H.tpl);
+    const hs = S / 2;
+    const halfShape = geo.shape.map(([x, y]) => [(x - 0.5) / 2, (y - 0.5) / 2]);
+    const features = featureMask(halfShape, hs, contract).data;
+    const bx = box.x0 >> 1; const by = box.y0 >> 1; const sk = H.skin; sk.w = H.src.w; sk.h = H.src.h;
+    for (let y = 0; y < sk.h; y++) {
+      for (let x = 0; x < sk.w; x++) {
+        const i = (box.y0 + 2 * y) * S + box.x0 + 2 * x;
+        const f = 0.25 * (fm[i] + fm[i + 1] + fm[i + S] + fm[i + S + 1]);
+        sk.data[y * sk.w + x] = f * (1 - features[(by + y) * hs + bx + x] / 255);
+      }
+    }
+    const srcHalf = {w: H.src.w, h: H.src.h, c: 3, data: H.src.data.subarray(0, H.src.w * H.src.h * 3)};
+    const tplHalf = {w: H.tpl.w, h: H.tpl.h, c: 3, data: H.tpl.data.subarray(0, H.tpl.w * H.tpl.h * 3)};
+    const skinHalf = {w: sk.w, h: sk.h, c: 1, data: sk.data.subarray(0, sk.w * sk.h)};
+    const matched = matchColour(srcHalf, tplHalf, skinHalf, hs / 24);
+    const change = H.fused; change.w = srcHalf.w; change.h = srcHalf.h; change.c = 3;
+    for (let i = 0; i < srcHalf.data.length; i++) change.data[i] = matched.data[i] - srcHalf.data[i];
+    // fused += weight * (clip(source + change) - fused); the source's buffer is free after.
+    addDoubled(change, this.src, S, box, wt, this.fused);
+    return {face: faceImg, box};
+  }
+
+  /** The U-Net at half side (the refine stage's work side) on the mix, the face mask and
+   * the template; its change upsampled into this.fused. */
+  async refine(refiner, faceImg) {
+    const S = this.size; const H = this.half; const all = {x0: 0, y0: 0, x1: S, y1: S};
+    this.small ??= {w: 0, h: 0, c: 3, data: new Float32Array((S * S * 3) / 4)};
+    const small = halve(this.fused, S, 3, all, this.small);
+    const tpl = halve(this.tpl, S, 3, all, H.tpl);
+    const mask = halve(faceImg.data, S, 1, all, H.mask);
+    const refined = await refine(refiner, small, mask, tpl, S / 2);
+    const change = H.fused; change.w = small.w; change.h = small.h;
+    for (let i = 0; i < refined.data.length; i++) change.data[i] = refined.data[i] - small.data[i];
+    addDoubled(change, this.fused, S, all, null, null);
+  }
+}
+
+/** The crop box where the template's field moves a node by more than `eps` (grown by a
+ * cell: the field is bilinear between nodes); null when it moves nothing. */
+function movedBox(nodes, plan, eps) {
+  const {n, step} = plan; let b = null;
+  for (let node = 0; node < n * n; node++) {
+    const gx = (node % n) * step; const gy = Math.floor(node / n) * step;
+    const dx = nodes.x[node] - gx; const dy = nodes.y[node] - gy;
+    if (dx * dx + dy * dy > eps * eps) {
+      if (!b) b = {x0: gx, y0: gy, x1: gx, y1: gy};
+      b.x0 = Math.min(b.x0, gx); b.y0 = Math.min(b.y0, gy); b.x1 = Math.max(b.x1, gx); b.y1 = Math.max(b.y1, gy);
+    }
+  }
+  if (!b) return null;
+  const s = plan.size - 1;
+  return {x0: Math.max(0, b.x0 - step), y0: Math.max(0, b.y0 - step), x1: Math.min(s, b.x1 + step), y1: Math.min(s, b.y1 + step)};
+}
+
+function union(a, b) {
+  if (!a) return b; if (!b) return a;
+  return {x0: Math.min(a.x0, b.x0), y0: Math.min(a.y0, b.y0), x1: Math.max(a.x1, b.x1), y1: Math.max(a.y1, b.y1)};
+}
+
+/** The frame's pixels over the crop box `c` (inclusive ends) moved by the template's field
+ * plus the crop-space change `D`, as RGBA {x0, y0, w, h, data} (pasteBack, the field's
+ * nodes taken straight to the frame's pixels). */
+function pastePatch(rgba, w, h, a, nodes, table, n, S, D, c) {
+  const T = a.toImage;
+  const corners = [[c.x0, c.y0], [c.x1 + 1, c.y0], [c.x0, c.y1 + 1], [c.x1 + 1, c.y1 + 1]]
+      .map(([x, y]) => [T[0][0] * x + T[0][1] * y + T[0][2], T[1][0] * x + T[1][1] * y + T[1][2]]);
+  const x0 = Math.max(0, Math.floor(Math.min(...corners.map((q) => q[0]))) - 2);
+  const y0 = Math.max(0, Math.floor(Math.min(...corners.map((q) => q[1]))) - 2);
+  const x1 = Math.min(w, Math.ceil(Math.max(...corners.map((q) => q[0]))) + 2);
+  const y1 = Math.min(h, Math.ceil(Math.max(...corners.map((q) => q[1]))) + 2);
+  if (x1 <= x0 || y1 <= y0) return null;
+  const pw = x1 - x0; const ph = y1 - y0;
+  const out = new Uint8ClampedArray(pw * ph * 4);
+  const C = a.toCrop; const step = S / (n - 1);
+  // The nodes in frame pixels.
+  const fx = new Float64Array(n * n); const fy = new Float64Array(n * n);
+  for (let i = 0; i < n * n; i++) {
+    fx[i] = T[0][0] * nodes.x[i] + T[0][1] * nodes.y[i] + T[0][2];
+    fy[i] = T[1][0] * nodes.x[i] + T[1][1] * nodes.y[i] + T[1][2];
+  }
+  void table;
+  const wm = w - 1; const hm = h - 1;
+  for (let ry = 0; ry < ph; ry++) {
+    const iy = ry + y0;
+    const cu = C[0][0]; const cv = C[1][0];
+    let u = C[0][0] * x0 + C[0][1] * iy + C[0][2] - cu; let v = C[1][0] * x0 + C[1][1] * iy + C[1][2] - cv;
+    for (let rx = 0; rx < pw; rx++) {
+      const ix = rx + x0; u += cu; v += cv;
+      const o = (ry * pw + rx) * 4; const src = (iy * w + ix) * 4;
+      out[o + 3] = 255;
+      if (!(u >= 0 && v >= 0 && u < S - 1 && v < S - 1)) {
+        out[o] = rgba[src]; out[o + 1] = rgba[src + 1]; out[o + 2] = rgba[src + 2];
+        continue;
+      }
+      // The field at (u, v): bilinear over the nodes (planField's fill, sampled off-grid).
+      const gu = u / step; const gv = v / step;
+      const nu = Math.min(gu | 0, n - 2); const nv = Math.min(gv | 0, n - 2); const au = gu - nu; const av = gv - nv;
+      const k00 = nv * n + nu; const k10 = k00 + n;
+      const n00 = (1 - au) * (1 - av); const n01 = au * (1 - av); const n10 = (1 - au) * av; const n11 = au * av;
+      const sx = fx[k00] * n00 + fx[k00 + 1] * n01 + fx[k10] * n10 + fx[k10 + 1] * n11;
+      const sy = fy[k00] * n00 + fy[k00 + 1] * n01 + fy[k10] * n10 + fy[k10 + 1] * n11;
+      // The change at (u, v), bilinear in the crop.
+      const u0 = u | 0; const v0 = v | 0; const bu = u - u0; const bv = v - v0;
+      const q00 = 3 * (v0 * S + u0); const q10 = q00 + 3 * S;
+      const d00 = (1 - bu) * (1 - bv); const d01 = bu * (1 - bv); const d10 = (1 - bu) * bv; const d11 = bu * bv;
+      // The frame at (sx, sy), bilinear, its border replicated.
+      let a0 = Math.floor(sx); let b0 = Math.floor(sy); const ax = sx - a0; const ay = sy - b0;
+      let a1 = a0 + 1; let b1 = b0 + 1;
+      if (a0 < 0 || b0 < 0 || a1 > wm || b1 > hm) {
+        a0 = a0 < 0 ? 0 : a0 > wm ? wm : a0; a1 = a1 < 0 ? 0 : a1 > wm ? wm : a1;
+        b0 = b0 < 0 ? 0 : b0 > hm ? hm : b0; b1 = b1 < 0 ? 0 : b1 > hm ? hm : b1;
+      }
+      const p00 = (b0 * w + a0) * 4; const p01 = (b0 * w + a1) * 4; const p10 = (b1 * w + a0) * 4; const p11 = (b1 * w + a1) * 4;
+      const w00 = (1 - ax) * (1 - ay); const w01 = ax * (1 - ay); const w10 = (1 - ax) * ay; const w11 = ax * ay;
+      for (let k = 0; k < 3; k++) {
+        const d = D[q00 + k] * d00 + D[q00 + 3 + k] * d01 + D[q10 + k] * d10 + D[q10 + 3 + k] * d11;
+        out[o + k] = (rgba[p00 + k] * w00 + rgba[p01 + k] * w01 + rgba[p10 + k] * w10 + rgba[p11 + k] * w11 + d); // clamped and rounded by the array
+      }
+    }
+  }
+  return {x0, y0, w: pw, h: ph, data: out};
+}
