@@ -603,7 +603,9 @@ LIVE_START_JS = """async ([source, refine, workers]) => {
 
 # (throttling rate, Workers; 0: the page's thread): DevTools' CPU throttling slows the
 # page's own thread only, so the throttled rows fuse on the page (startLive's
-# {worker: false}) to put every stage under it; 1x is measured each way.
+# {worker: false}) to put every stage under it; 1x is measured each way. (Sent to a
+# Worker's own target, Emulation.setCPUThrottlingRate answers "Operation is only supported
+# for pages, not workers" in Chromium 156, and a busy loop there runs as fast.)
 LIVE_ROWS = ((1, 1), (1, 2), (1, 0), (4, 0))
 
 
@@ -619,7 +621,7 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
     from playwright.sync_api import sync_playwright
 
     from ..runners.live import make_face_video, video_to_y4m
-    from .phone_browser import CHROMIUM_FLAGS, chromium_path, serve_app
+    from .phone_browser import CHROMIUM_FLAGS, chromium_path, live_vs_album, serve_app
 
     if chromium_path() is None:
         return {"note": "chromium is not installed"}
@@ -660,10 +662,15 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
                     time.sleep(seconds)
                     stats = page.evaluate("window.facefuse.stats()")
                     after = heap_mb()
+                    # fidelity: the last live frame against the album path's fusion of it
+                    cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
+                    fidelity = live_vs_album(page, blob, refine)
+                    cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
                     page.evaluate("window.facefuse.stopLive()")
                     rows.append({"throttle": rate, "refine": refine, "seconds": seconds,
                                  "worker": workers > 0, "workers": workers,
-                                 **stats, "heap_mb_before": before, "heap_mb_after": after})
+                                 **stats, "heap_mb_before": before, "heap_mb_after": after,
+                                 "vs_album": fidelity})
             cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
             browser.close()
     return {"load_ms": load, "rows": rows, "camera": camera_photo.name, "source": source.name,
@@ -760,14 +767,17 @@ def phone_app_live_markdown(r: dict[str, Any]) -> list[str]:
              f"App load: controls usable {r['load_ms']['shell']:.0f} ms, engine ready "
              f"{r['load_ms']['engine']:.0f} ms (first visit, no throttling).", "",
              "| CPU throttling | fused on | refiner | fps | frame ms p50 | p95 | faces tracked | "
-             "frames dropped | JS heap MB before -> after |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+             "frames dropped | JS heap MB before -> after | vs album, face PSNR dB |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for x in r["rows"]:
+        fid = x.get("vs_album")
+        psnr = f"{fid['face_psnr_db']:.1f}" if fid else ""
         lines.append(f"| {x['throttle']}x | {where(x)} | {'on' if x['refine'] else 'off'} | "
                      f"{x['fps']:.1f} | "
                      f"{x['frame_ms_p50']:.0f} | {x['frame_ms_p95']:.0f} | "
                      f"{x['faces_tracked']} | {x['frames_dropped']} | "
-                     f"{x['heap_mb_before']:.1f} -> {x['heap_mb_after']:.1f} |")
+                     f"{x['heap_mb_before']:.1f} -> {x['heap_mb_after']:.1f} | "
+                     f"{psnr} |")
     stages = [k for k in ("pixels", "analyse", "align", "geometry", "texture", "refine",
                           "finish", "paste") if any(k in x["stages_ms"] for x in r["rows"])]
     lines += ["", "| live frame, ms (median) | " + " | ".join(stages) + " |",

@@ -87,7 +87,8 @@ export function fuseShape(srcLm, tplLm, shapeRatio, contract) {
   const mouthSet = new Set(mouth);
   return pts.map((p, i) => {
     let dmin = Infinity;
-    for (const j of mouth) dmin = Math.min(dmin, Math.hypot(p[0] - pts[j][0], p[1] - pts[j][1]));
+    for (const j of mouth) { const dx = p[0] - pts[j][0]; const dy = p[1] - pts[j][1]; dmin = Math.min(dmin, dx * dx + dy * dy); }
+    dmin = Math.sqrt(dmin); // (squares compared: Math.hypot per pair was most of this stage)
     const ease = Math.exp(-((dmin / (0.3 * width + 1e-6)) ** 2));
     let sx = shift[i][0] + ease * (mean[0] - shift[i][0]);
     let sy = shift[i][1] + ease * (mean[1] - shift[i][1]);

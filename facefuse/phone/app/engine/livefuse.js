@@ -50,14 +50,17 @@ export function warpNodes(img, nodes, table, n, size, box, out) {
   const {data, w, h, stride} = img; const {cell, frac} = table;
   const nx = nodes.x; const ny = nodes.y;
   const wm = w - 1; const hm = h - 1;
+  const rx = new Float64Array(n); const ry = new Float64Array(n); // this row's nodes, blended in y
   for (let y = box.y0; y < box.y1; y++) {
-    const cy = cell[y]; const ay = frac[y];
-    for (let x = box.x0; x < box.x1; x++) {
-      const i00 = cy * n + cell[x]; const ax = frac[x];
-      const i10 = i00 + n;
-      const w00 = (1 - ax) * (1 - ay); const w01 = ax * (1 - ay); const w10 = (1 - ax) * ay; const w11 = ax * ay;
-      const fx = nx[i00] * w00 + nx[i00 + 1] * w01 + nx[i10] * w10 + nx[i10 + 1] * w11;
-      const fy = ny[i00] * w00 + ny[i00 + 1] * w01 + ny[i10] * w10 + ny[i10 + 1] * w11;
+    const r0 = cell[y] * n; const ay = frac[y];
+    for (let j = 0; j < n; j++) {
+      rx[j] = nx[r0 + j] + ay * (nx[r0 + n + j] - nx[r0 + j]);
+      ry[j] = ny[r0 + j] + ay * (ny[r0 + n + j] - ny[r0 + j]);
+    }
+    let o = (y * size + box.x0) * 3;
+    for (let x = box.x0; x < box.x1; x++, o += 3) {
+      const c = cell[x]; const ax = frac[x];
+      const fx = rx[c] + ax * (rx[c + 1] - rx[c]); const fy = ry[c] + ax * (ry[c + 1] - ry[c]);
       let x0 = Math.floor(fx); let y0 = Math.floor(fy); const bx = fx - x0; const by = fy - y0;
       let x1 = x0 + 1; let y1 = y0 + 1;
       if (x0 < 0 || y0 < 0 || x1 > wm || y1 > hm) {
@@ -67,7 +70,6 @@ export function warpNodes(img, nodes, table, n, size, box, out) {
       const p00 = (y0 * w + x0) * stride; const p01 = (y0 * w + x1) * stride;
       const p10 = (y1 * w + x0) * stride; const p11 = (y1 * w + x1) * stride;
       const v00 = (1 - bx) * (1 - by); const v01 = bx * (1 - by); const v10 = (1 - bx) * by; const v11 = bx * by;
-      const o = (y * size + x) * 3;
       out[o] = data[p00] * v00 + data[p01] * v01 + data[p10] * v10 + data[p11] * v11;
       out[o + 1] = data[p00 + 1] * v00 + data[p01 + 1] * v01 + data[p10 + 1] * v10 + data[p11 + 1] * v11;
       out[o + 2] = data[p00 + 2] * v00 + data[p01 + 2] * v01 + data[p10 + 2] * v10 + data[p11 + 2] * v11;
@@ -400,10 +402,13 @@ function pastePatch(rgba, w, h, a, nodes, table, n, S, D, c) {
       }
       const p00 = (b0 * w + a0) * 4; const p01 = (b0 * w + a1) * 4; const p10 = (b1 * w + a0) * 4; const p11 = (b1 * w + a1) * 4;
       const w00 = (1 - ax) * (1 - ay); const w01 = ax * (1 - ay); const w10 = (1 - ax) * ay; const w11 = ax * ay;
-      for (let k = 0; k < 3; k++) {
-        const d = D[q00 + k] * d00 + D[q00 + 3 + k] * d01 + D[q10 + k] * d10 + D[q10 + 3 + k] * d11;
-        out[o + k] = (rgba[p00 + k] * w00 + rgba[p01 + k] * w01 + rgba[p10 + k] * w10 + rgba[p11 + k] * w11 + d); // clamped and rounded by the array
-      }
+      // (the sums are clamped and rounded by the Uint8ClampedArray)
+      out[o] = rgba[p00] * w00 + rgba[p01] * w01 + rgba[p10] * w10 + rgba[p11] * w11 +
+        D[q00] * d00 + D[q00 + 3] * d01 + D[q10] * d10 + D[q10 + 3] * d11;
+      out[o + 1] = rgba[p00 + 1] * w00 + rgba[p01 + 1] * w01 + rgba[p10 + 1] * w10 + rgba[p11 + 1] * w11 +
+        D[q00 + 1] * d00 + D[q00 + 4] * d01 + D[q10 + 1] * d10 + D[q10 + 4] * d11;
+      out[o + 2] = rgba[p00 + 2] * w00 + rgba[p01 + 2] * w01 + rgba[p10 + 2] * w10 + rgba[p11 + 2] * w11 +
+        D[q00 + 2] * d00 + D[q00 + 5] * d01 + D[q10 + 2] * d10 + D[q10 + 5] * d11;
     }
   }
   return {x0, y0, w: pw, h: ph, data: out};
