@@ -75,8 +75,7 @@ export class LiveView {
 
   /** The camera's own frames (MediaStreamTrackProcessor: CPU memory, I420, ~1-3 ms to RGBA,
    * where a frame taken from the <video> is a GPU texture read back in 30-150 ms on
-   * software WebGL): each one goes to a free Worker; while none is free the newest one is
-   * held for the next (one at most: the others are dropped, never queued). */
+   * software WebGL): each one goes to the Worker, or is dropped while one is there. */
   async pump() {
     const [track] = this.stream.getVideoTracks();
     this.reader = new MediaStreamTrackProcessor({track}).readable.getReader();
@@ -88,15 +87,7 @@ export class LiveView {
       const stamp = got.value.timestamp; const fps = track.getSettings().frameRate || 30;
       if (this.stamp !== undefined) this.dropped += Math.max(0, Math.round(((stamp - this.stamp) * fps) / 1e6) - 1);
       this.stamp = stamp;
-      if (!this.running) { got.value.close(); continue; }
-      if (!this.free.length) {
-        // Every Worker busy: keep this frame as the next one to send (the one it replaces
-        // is dropped), so a Worker that comes free starts at once on the newest frame
-        // rather than waiting up to a camera frame's interval for the next one.
-        if (this.held) { this.held.close(); this.dropped++; }
-        this.held = got.value; this.heldAt = performance.now();
-        continue;
-      }
+      if (!this.running || !this.free.length) { got.value.close(); if (this.running) this.dropped++; continue; }
       this.send(got.value);
     }
   }
@@ -120,12 +111,11 @@ export class LiveView {
   }
 
   /** Fuse one frame (a camera VideoFrame, or null: take one from the <video>) on a free
-   * Worker; `arrived`: when the frame reached this page (its frame time counts from then,
-   * the time it was held included). */
-  async send(camera, arrived = performance.now()) {
+   * Worker. */
+  async send(camera) {
     const worker = this.free.shift();
     const seq = this.seq++;
-    const t0 = arrived;
+    const t0 = performance.now();
     let done;
     const flight = new Promise((resolve) => { done = resolve; });
     this.pending.add(flight);
@@ -165,8 +155,6 @@ export class LiveView {
       this.free.push(worker);
       this.pending.delete(flight);
       done();
-      const held = this.held; this.held = null;
-      if (held && this.running) this.send(held, this.heldAt); else if (held) held.close();
     }
   }
 
@@ -197,7 +185,6 @@ export class LiveView {
   /** Stop and release the camera; resolves once the frame in flight (if any) is back. */
   stop() {
     this.running = false;
-    if (this.held) { this.held.close(); this.held = null; }
     if (this.reader) this.reader.cancel().catch(() => {});
     for (const track of this.stream.getTracks()) track.stop();
     this.video.srcObject = null;
