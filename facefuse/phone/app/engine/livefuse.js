@@ -265,7 +265,7 @@ export class LiveFusion {
         }
       }
       const changed = union(geo.moved, regionBox);
-      return changed ? pastePatch(rgba, w, h, a, this.tplNodes, this.table, n, S, D, changed) : null;
+      return changed ? pastePatch(rgba, w, h, a, this.tplNodes, n, S, D, changed) : null;
     });
   }
 
@@ -350,7 +350,7 @@ function union(a, b) {
 /** The frame's pixels over the crop box `c` (inclusive ends) moved by the template's field
  * plus the crop-space change `D`, as RGBA {x0, y0, w, h, data} (pasteBack, the field's
  * nodes taken straight to the frame's pixels). */
-function pastePatch(rgba, w, h, a, nodes, table, n, S, D, c) {
+function pastePatch(rgba, w, h, a, nodes, n, S, D, c) {
   const T = a.toImage;
   const corners = [[c.x0, c.y0], [c.x1 + 1, c.y0], [c.x0, c.y1 + 1], [c.x1 + 1, c.y1 + 1]]
       .map(([x, y]) => [T[0][0] * x + T[0][1] * y + T[0][2], T[1][0] * x + T[1][1] * y + T[1][2]]);
@@ -368,7 +368,6 @@ function pastePatch(rgba, w, h, a, nodes, table, n, S, D, c) {
     fx[i] = T[0][0] * nodes.x[i] + T[0][1] * nodes.y[i] + T[0][2];
     fy[i] = T[1][0] * nodes.x[i] + T[1][1] * nodes.y[i] + T[1][2];
   }
-  void table;
   const wm = w - 1; const hm = h - 1;
   for (let ry = 0; ry < ph; ry++) {
     const iy = ry + y0;
