@@ -9,8 +9,8 @@ the template's own pixels stay, where the template is not trusted its occluder s
 The map is classical and cheap (no model): per pixel, the colour's distance from the face's
 own skin (robust statistics over the skin mask, so a fringe over a fifth of it does not move
 them), one-sided in lightness so highlights and soft shading stay skin; eyes, brows, lips and
-nostrils, which are not skin-coloured but are the face, are trusted by the landmarks. The
-phone app mirrors this function; every constant is named here.
+nostrils, which are not skin-coloured but are the face, are trusted by the landmarks. Every
+constant is named here (the phone app does not mirror this stage yet: `desktop_only`).
 
 Input: an RGB crop (float or uint8, 0..255), the landmarks in crop pixels, the skin mask
 (0..1, the face minus eyes, brows, lips: texture.skin_mask). Output: float32 0..1, same side.
@@ -137,3 +137,35 @@ def trust_map(crop: np.ndarray, shape: np.ndarray, skin: np.ndarray) -> np.ndarr
     soft = cv2.GaussianBlur(untrusted.astype(np.float32) / 255.0, (0, 0), 1.2)
     trust = 1.0 - soft
     return cv2.resize(trust, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
+INTERIOR_KEEP = 0.02  # of the face's area: an untrusted patch inside the face this large stays
+
+
+def reaching_in(trust: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """`trust` with only what reaches in from beyond the face left untrusted.
+
+    For the template this is what must stay on top: hair, a hand, glasses' temples all
+    come from outside the face's outline; small patches inside it (a smile line, a lip's
+    shadow, stubble) are the template's own face, and keeping them would carry the
+    template's features into the result. An interior patch larger than INTERIOR_KEEP of
+    the face (a hand held within it) still stays."""
+    size = trust.shape[0]
+    side = size // WORK_FACTOR
+    small = cv2.resize(trust, (side, side), interpolation=cv2.INTER_AREA)
+    inside = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA) >= 0.5
+    untrusted = (small < 0.5).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(untrusted, connectivity=8)
+    if count <= 1:
+        return trust
+    outside = np.bincount(labels[~inside], minlength=count) > 0
+    big = stats[:, cv2.CC_STAT_AREA] >= INTERIOR_KEEP * max(int(inside.sum()), 1)
+    dropped = ~(outside | big)
+    dropped[0] = False  # label 0: the trusted pixels
+    if not dropped.any():
+        return trust
+    grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GROW + 3, 2 * GROW + 3))
+    cleared = cv2.dilate(dropped[labels].astype(np.uint8), grow).astype(np.float32)
+    cleared = cv2.resize(cv2.GaussianBlur(cleared, (0, 0), 1.2), (size, size),
+                         interpolation=cv2.INTER_LINEAR)
+    return np.maximum(trust, np.clip(cleared * 1.5, 0, 1)).astype(np.float32)
