@@ -10,7 +10,7 @@ The map is classical and cheap (no model): per pixel, the colour's distance from
 own skin (robust statistics over the skin mask, so a fringe over a fifth of it does not move
 them), one-sided in lightness so highlights and soft shading stay skin; eyes, brows, lips and
 nostrils, which are not skin-coloured but are the face, are trusted by the landmarks. Every
-constant is named here (the phone app does not mirror this stage yet: `desktop_only`).
+constant is named here, and the phone app mirrors them (phone/app/engine/occlusion.js).
 
 Input: an RGB crop (float or uint8, 0..255), the landmarks in crop pixels, the skin mask
 (0..1, the face minus eyes, brows, lips: texture.skin_mask). Output: float32 0..1, same side.

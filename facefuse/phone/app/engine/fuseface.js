@@ -9,6 +9,9 @@ import {pasteBack} from './paste.js';
 import {makeImage} from './raster.js';
 import {refine, refineSide} from './refine.js';
 import {faceMask, mix, skinMask} from './texture.js';
+import {reachingIn, trustMap} from './occlusion.js';
+
+const NO_REGION = {scale: 1, rotation: 0, offset_x: 0, offset_y: 0};
 
 /** Milliseconds per stage; `await timings.stage('x', fn)` adds fn's time to stage x. */
 export class Timings {
@@ -42,23 +45,41 @@ export async function fuseFace(engine, src, image, face, p, timings) {
     return {shape, field, tplWarped, srcWarped};
   });
   const region = {scale: p.region_scale, rotation: p.region_rotation, offset_x: p.region_offset_x, offset_y: p.region_offset_y};
+  let tplTrust = null;
   let {image: fused, weight, face: faceRegion, skin} = await timings.stage('texture', () => {
     if (p.ratio > 0) {
       const open = mouthOpenRatio(face.landmarks, contract.landmarks) > contract.constants.mouth_open_threshold;
-      return mix(geo.srcWarped, geo.tplWarped, geo.shape, p.ratio, open, region, contract);
+      const trusts = [];
+      if (p.occlusion) {
+        const bareFace = faceMask(geo.shape, size, NO_REGION, contract);
+        const bareSkin = skinMask(geo.shape, size, bareFace, contract);
+        tplTrust = reachingIn(trustMap(geo.tplWarped, geo.shape, bareSkin, contract), bareFace);
+        trusts.push(trustMap(geo.srcWarped, geo.shape, bareSkin, contract), tplTrust);
+      }
+      return mix(geo.srcWarped, geo.tplWarped, geo.shape, p.ratio, open, region, contract, trusts);
     }
     const fm = faceMask(geo.shape, size, region, contract);
     return {image: geo.tplWarped, weight: makeImage(size, size, 1), face: fm, skin: skinMask(geo.shape, size, fm, contract)};
   });
+  // Later stages change only what is the template's face: its occluders stay.
+  let touch = faceRegion;
+  if (tplTrust) {
+    touch = makeImage(size, size, 1); const bare = makeImage(size, size, 1);
+    for (let i = 0; i < touch.data.length; i++) {
+      touch.data[i] = Math.fround(faceRegion.data[i] * tplTrust.data[i]);
+      bare.data[i] = Math.fround(skin.data[i] * tplTrust.data[i]);
+    }
+    skin = bare;
+  }
   if (p.refine && p.ratio > 0) {
     if (!refiner) throw new BackendError('the U-Net refiner is not loaded: call loadEngine() without {refiner: false}, or set refine: false');
-    fused = await timings.stage('refine', () => refine(refiner, fused, faceRegion, geo.tplWarped, refineSide(size, contract)));
+    fused = await timings.stage('refine', () => refine(refiner, fused, touch, geo.tplWarped, refineSide(size, contract)));
   }
   fused = await timings.stage('finish', () => {
     let f = p.ratio === 0 ? geo.tplWarped : fused;
-    f = applyMode(f, geo.tplWarped, weight, faceRegion, p.mode);
+    f = applyMode(f, geo.tplWarped, weight, touch, p.mode);
     f = smoothSkin(f, skin, p.smoothing);
-    return adjustTone(f, faceRegion, p.brightness, p.contrast, p.saturation);
+    return adjustTone(f, touch, p.brightness, p.contrast, p.saturation);
   });
   return timings.stage('paste', () => {
     const eps = contract.constants.region_eps;
