@@ -137,20 +137,27 @@ def test_astronaut_fuses_like_python_and_leaves_the_rest(page, engine, astronaut
 
 
 @needs_browser
-@pytest.mark.parametrize("ratio,occlusion", [(0.5, False), (1.0, False), (1.0, True)])
+@pytest.mark.parametrize("ratio,switch", [(0.5, None), (1.0, None), (1.0, "occlusion"),
+                                          (1.0, "feature_registration")])
 def test_parity_with_facefuse_fuse_on_a_london_pair(page, engine, london, tmp_path, ratio,
-                                                    occlusion):
+                                                    switch):
+    """`facefuse fuse` and the browser on the same pair, at the defaults and with each
+    opt-in stage (engine/occlusion.js, engine/registration.js) switched on."""
     source, template = london / "neutral" / "001_03.jpg", london / "smiling" / "002_08.jpg"
     out = tmp_path / "py.png"
-    assert main(["fuse", str(source), str(template), "-o", str(out), "--ratio", str(ratio)]
-                + (["--occlusion"] if occlusion else [])) == 0
+    flag = ["--" + switch.replace("_", "-")] if switch else []
+    assert main(["fuse", str(source), str(template), "-o", str(out), "--ratio", str(ratio),
+                 *flag]) == 0
     py = load_image(out)
     js = in_page(page, source.read_bytes(), template.read_bytes(), ratio=ratio,
-                 occlusion=occlusion)
+                 **({switch: True} if switch else {}))
     assert "error" not in js, js
     face = engine.analyzer.detect(load_image(template))[0]
     psnr = face_psnr(js["image"], py, face.landmarks)
     assert psnr >= 30.0, f"face-region PSNR {psnr:.1f} dB against facefuse fuse"
+    if switch == "feature_registration":  # the shifts were found and applied, as in Python
+        plain = in_page(page, source.read_bytes(), template.read_bytes(), ratio=ratio)
+        assert face_psnr(plain["image"], py, face.landmarks) < psnr - 0.5  # 30.0 vs 31.5
     # and the fusion did something: the face is far from the template's own
     assert face_psnr(js["image"], load_image(template), face.landmarks) < psnr - 3
 

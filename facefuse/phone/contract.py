@@ -74,6 +74,12 @@ def build_contract() -> dict[str, Any]:
             "refine_side": refine.REFINE_SIDE, "size_multiple": refine.SIZE_MULTIPLE,
             "change_eps": paste.CHANGE_EPS, "region_eps": paste.REGION_EPS,
         },
+        "register": {
+            "features": {name: [list(points), half] for name, (points, half)
+                         in geometry.REGISTER_FEATURES.items()},
+            "max": geometry.REGISTER_MAX, "min_response": geometry.REGISTER_MIN_RESPONSE,
+            "falloff": geometry.REGISTER_FALLOFF, "passes": geometry.REGISTER_PASSES,
+        },
         "refiner": {"url": REFINER_URL, "live_url": LIVE_REFINER_URL,
                     "manifest": manifest},
     }

@@ -10,6 +10,7 @@ import {makeImage} from './raster.js';
 import {refine, refineSide} from './refine.js';
 import {faceMask, mix, skinMask} from './texture.js';
 import {reachingIn, trustMap} from './occlusion.js';
+import {featureShifts, registerPoints} from './registration.js';
 
 const NO_REGION = {scale: 1, rotation: 0, offset_x: 0, offset_y: 0};
 
@@ -41,7 +42,16 @@ export async function fuseFace(engine, src, image, face, p, timings) {
     const plan = buildPlan(shape, anchors, size, contract);
     const field = planField(plan, tplPts, anchors);
     const tplWarped = roundInPlace(applyField(field, tpl.crop));
-    const srcWarped = p.ratio > 0 ? roundInPlace(applyField(planField(plan, landmarkPoints(src.aligned.landmarks), anchors), src.aligned.crop)) : null;
+    let srcPts = landmarkPoints(src.aligned.landmarks);
+    const warpSource = () => roundInPlace(applyField(planField(plan, srcPts, anchors), src.aligned.crop));
+    let srcWarped = p.ratio > 0 ? warpSource() : null;
+    // The features registered by their look, not only by the mesh.
+    for (let pass = 0; srcWarped && p.feature_registration && pass < contract.register.passes; pass++) {
+      const shifts = featureShifts(srcWarped, tplWarped, shape, contract.register);
+      if (!Object.values(shifts).some(([dx, dy]) => dx || dy)) break;
+      srcPts = registerPoints(srcPts, shape, shifts, contract.register);
+      srcWarped = warpSource();
+    }
     return {shape, field, tplWarped, srcWarped};
   });
   const region = {scale: p.region_scale, rotation: p.region_rotation, offset_x: p.region_offset_x, offset_y: p.region_offset_y};
