@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="folder of face photos (e.g. ../shared/"
                    "faces/london); only the training identities are used")
     p.add_argument("--out", required=True, help="run folder: weights, ONNX, metrics")
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--seed", type=int, default=7)

@@ -41,7 +41,7 @@ OFF_SKIN_WEIGHT = 0.3  # ... than the rest of the crop (the people's own hair, t
 class TrustConfig:
     data: str
     out: str
-    steps: int = 4000
+    steps: int = 2500
     batch: int = 16
     lr: float = 4e-3
     seed: int = 7
