@@ -62,6 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--held-out-samples", type=int, default=400,
+                   help="fixed samples of the held-out people scored at the end")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: the batches are made on a second thread, "
                         "and on a shared 2-core machine more threads spin against each other)")
@@ -118,7 +120,8 @@ def cmd_train_trust(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch < 1:
         raise ParameterError("--steps and --batch must be at least 1")
     cfg = TrustConfig(data=args.data, out=args.out, steps=args.steps, batch=args.batch,
-                      lr=args.lr, seed=args.seed, threads=args.threads)
+                      lr=args.lr, seed=args.seed, threads=args.threads,
+                      held_out_samples=args.held_out_samples)
     summary = train_trust(cfg, progress=not args.quiet)
     held = summary["held_out"]
     print(f"held-out: trust inside occluders {held['trust_inside_covered']:.3f}, on bare "

@@ -48,6 +48,7 @@ class TrustConfig:
     threads: int = 0
     side: int = NET_SIDE
     widths: tuple[int, ...] = TRUST_WIDTHS
+    held_out_samples: int = 400  # fixed held-out samples scored at the end
 
 
 def _faces(data: Path, ids: set[str], cache: Path) -> TrustFaces:
@@ -107,7 +108,7 @@ def train_trust(cfg: TrustConfig, progress: bool = True) -> dict:
     model = TrustUNet(tuple(cfg.widths))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps,
-                                                pct_start=max(0.05, 3 / cfg.steps))
+                                                pct_start=min(0.5, max(0.05, 3 / cfg.steps)))
     rng = np.random.default_rng(cfg.seed)
     producer = ThreadPoolExecutor(1)  # one producer: the batches stay deterministic
     upcoming = producer.submit(_batch, faces, cfg, rng)
@@ -147,7 +148,7 @@ def train_trust(cfg: TrustConfig, progress: bool = True) -> dict:
                "parameters": sum(p.numel() for p in model.parameters()),
                "train_images": len(faces.ids), "train_identities": len(set(faces.ids)),
                "held_out_images": len(held.ids), "held_out_identities": sorted(set(held.ids)),
-               "held_out": held_out_figures(model, held), "history": history}
+               "held_out": held_out_figures(model, held, cfg.held_out_samples), "history": history}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
 

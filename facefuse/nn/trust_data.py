@@ -137,9 +137,12 @@ def make_trust_sample(faces: TrustFaces, index: int, rng: np.random.Generator,
     for kind in kinds:
         donor = None
         if kind in ("hair", "hand"):
-            others = [i for i, p in enumerate(faces.ids) if p != faces.ids[index]
-                      and (kind == "hand" or faces.donors[i].hair is not None)]
-            donor = faces.donors[int(rng.choice(others))]
+            usable = [i for i in range(len(faces.ids))
+                      if kind == "hand" or faces.donors[i].hair is not None]
+            others = [i for i in usable if faces.ids[i] != faces.ids[index]]
+            if not usable:  # no photo of this set shows hair above the forehead
+                continue
+            donor = faces.donors[int(rng.choice(others or usable))]  # another person's
         occ = make_occluder(kind, crop, lm, donor, rng)
         image = occ.apply(image).astype(np.float32)
         label = np.maximum(label, untrusted_label(occ.alpha, occ.gain))
