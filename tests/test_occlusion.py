@@ -36,8 +36,7 @@ def test_trust_map_trusts_a_bare_face(astro_face):
 @pytest.mark.parametrize("kind", ["glasses"])
 def test_trust_map_finds_drawn_occluders(astro_face, kind):
     """Glasses frames over the astronaut's face are not trusted; the skin they leave bare
-    still is. (A cast shadow is not found by the colour model: it is relit like shading;
-    docs/quality.md has the figures.)"""
+    still is. (Cast shadows and hands: tests/test_trust.py, the learned map.)"""
     aligned, shape, skin = astro_face
     occ = occluders.make_occluder(kind, aligned.crop, aligned.landmarks, None,
                                   np.random.default_rng(3))
@@ -159,11 +158,13 @@ def _score(report: dict, side: str, kind: str, config: str) -> float:
 
 
 # Measured on the first held-out pair (001 neutral into 011 smiling), ΔE, U-Net on; all ten
-# pairs are in docs/quality.md. Hair and glasses must drop clearly. A hand on the source
-# and a cast shadow are the known gaps (another person's skin and relit shade look like
-# skin to a colour model): there the switch must at least not make things worse.
-SOURCE_GAIN = {"hair": 4.0, "glasses": 4.0, "hand": -0.5, "shadow": -0.5}
-TEMPLATE_GAIN = {"hair": 4.0, "glasses": 6.0, "hand": -0.5, "shadow": 1.0}
+# pairs are in docs/quality.md. Every kind must drop clearly. With the learned map (trained
+# on other people) a hand on the source leaks 5.43 -> 2.61 and on the template is kept
+# 9.77 -> 0.73, a cast shadow on the template 9.05 -> 0.06; a cast shadow on the source
+# 5.19 -> 4.41 (the template's own pixels there are another person's skin in other light:
+# the floor of that row is about where it lands).
+SOURCE_GAIN = {"hair": 4.0, "glasses": 4.0, "hand": 1.5, "shadow": 0.3}
+TEMPLATE_GAIN = {"hair": 4.0, "glasses": 6.0, "hand": 4.0, "shadow": 4.0}
 
 
 @pytest.mark.parametrize("kind", occluders.KINDS)
