@@ -154,7 +154,7 @@ def train_trust(cfg: TrustConfig, progress: bool = True) -> dict:
 
 
 def load_trust_model(path: Path) -> TrustUNet:
-    ckpt = torch.load(path, weights_only=False, map_location="cpu")
+    ckpt = torch.load(path, weights_only=True, map_location="cpu")
     model = TrustUNet(tuple(ckpt.get("widths") or TRUST_WIDTHS))
     model.load_state_dict(ckpt["model"])
     return model.eval()

@@ -56,15 +56,18 @@ export async function fuseFace(engine, src, image, face, p, timings) {
   });
   const region = {scale: p.region_scale, rotation: p.region_rotation, offset_x: p.region_offset_x, offset_y: p.region_offset_y};
   let tplTrust = null;
-  let {image: fused, weight, face: faceRegion, skin} = await timings.stage('texture', () => {
+  let {image: fused, weight, face: faceRegion, skin} = await timings.stage('texture', async () => {
     if (p.ratio > 0) {
       const open = mouthOpenRatio(face.landmarks, contract.landmarks) > contract.constants.mouth_open_threshold;
       const trusts = [];
       if (p.occlusion) {
+        if (!engine.trustModel) throw new BackendError('the occlusion trust model is not loaded: this engine was made without it, or set occlusion: false');
+        const model = await engine.trustModel();
         const bareFace = faceMask(geo.shape, size, NO_REGION, contract);
         const bareSkin = skinMask(geo.shape, size, bareFace, contract);
-        tplTrust = reachingIn(trustMap(geo.tplWarped, geo.shape, bareSkin, contract), bareFace);
-        trusts.push(trustMap(geo.srcWarped, geo.shape, bareSkin, contract), tplTrust);
+        const srcTrust = await trustMap(geo.srcWarped, geo.shape, bareSkin, contract, model);
+        tplTrust = reachingIn(await trustMap(geo.tplWarped, geo.shape, bareSkin, contract, model), bareFace);
+        trusts.push(srcTrust, tplTrust);
       }
       return mix(geo.srcWarped, geo.tplWarped, geo.shape, p.ratio, open, region, contract, trusts);
     }

@@ -1,6 +1,10 @@
 // Occlusion: how much each pixel of a face crop shows that person's own face
-// (stages/occlusion.py, mirrored constant for constant). A fringe, glasses or a hand over
-// the source stays out of the result; over the template it stays on top.
+// (stages/occlusion.py, mirrored constant for constant): the lower of the classical colour
+// map and the learned map (our trust U-Net's LiteRT file, contract.trust). A fringe,
+// glasses or a hand over the source stays out of the result; over the template it stays
+// on top.
+import {BackendError} from './errors.js';
+import {compileModel, Tensor} from './litert.js';
 import {convexHull, fillPolygon, gaussianBlur, makeImage, morph, resizeArea, resizeLinear, rgbToLab} from './raster.js';
 
 const WORK_FACTOR = 2;
@@ -124,9 +128,50 @@ function workingLab(crop, side) {
   return lab;
 }
 
-/** How much each pixel of `crop` (float RGB 0..255) shows its own face: float 0..1 at the
- * crop's side. `shape`: [x, y] landmarks in crop pixels; `skin`: the bare skin mask. */
-export function trustMap(crop, shape, skin, contract) {
+/** The learned map's compiled LiteRT model (`url`: where the page serves the file). */
+export async function loadTrustModel(base, contract, url = new URL(contract.trust.url, base).href) {
+  try {
+    return await compileModel(base, url);
+  } catch (err) {
+    throw new BackendError(`could not load the trust model ${contract.trust.url}: ${err.message || err}`);
+  }
+}
+
+/** The learned map (float 0..1 at the crop's side): from the network's probability that a
+ * pixel is something over the face, 1 below trusted_below, 0 above distrusted_above. */
+async function learnedTrust(model, crop, skin, contract) {
+  const {side, trusted_below: lo, distrusted_above: hi} = contract.trust;
+  const clipped = makeImage(crop.w, crop.h, 3);
+  for (let i = 0; i < clipped.data.length; i++) clipped.data[i] = Math.min(255, Math.max(0, crop.data[i]));
+  const small = resizeArea(clipped, side, side); const skinSmall = resizeArea(skin, side, side);
+  const plane = side * side; const image = new Float32Array(3 * plane);
+  for (let i = 0; i < plane; i++) for (let k = 0; k < 3; k++) image[k * plane + i] = small.data[3 * i + k] / 255;
+  const inputs = {image: new Tensor(image, [1, 3, side, side]), skin: new Tensor(Float32Array.from(skinSmall.data), [1, 1, side, side])};
+  let outputs;
+  try {
+    outputs = await model.run(inputs);
+  } finally {
+    for (const t of Object.values(inputs)) t.delete();
+  }
+  const untrusted = (outputs.untrusted || Object.values(outputs)[0]).toTypedArray();
+  for (const t of Object.values(outputs)) t.delete();
+  const trust = makeImage(side, side, 1);
+  for (let i = 0; i < plane; i++) trust.data[i] = Math.min(1, Math.max(0, (hi - untrusted[i]) / (hi - lo)));
+  return resizeLinear(trust, crop.w, crop.h);
+}
+
+/** How much each pixel of `crop` (float RGB 0..255) shows its own face (float 0..1 at the
+ * crop's side): the lower of the classical and, given `model`, the learned map. */
+export async function trustMap(crop, shape, skin, contract, model = null) {
+  const classical = classicalTrust(crop, shape, skin, contract);
+  if (!model) return classical;
+  const learned = await learnedTrust(model, crop, skin, contract);
+  for (let i = 0; i < classical.data.length; i++) classical.data[i] = Math.min(classical.data[i], learned.data[i]);
+  return classical;
+}
+
+/** The colour map alone. `shape`: [x, y] landmarks in crop pixels; `skin`: the bare skin. */
+function classicalTrust(crop, shape, skin, contract) {
   const size = crop.h; const side = Math.floor(size / WORK_FACTOR); const scale = side / size;
   const lab = workingLab(crop, side);
   const trust = colourTrust(lab, resizeArea(skin, side, side));
