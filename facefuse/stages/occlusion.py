@@ -168,10 +168,16 @@ def learned_trust(crop: np.ndarray, skin: np.ndarray, model: Path = TRUST_MODEL
 
 
 def trust_map(crop: np.ndarray, shape: np.ndarray, skin: np.ndarray, *,
-              learned: bool = True) -> np.ndarray:
+              learned: bool = True, outline: np.ndarray | None = None) -> np.ndarray:
     """How much each pixel of `crop` shows its own face (float32 0..1, the crop's side):
-    the lower of the classical and (with `learned`) the learned map."""
+    the lower of the classical and (with `learned`) the learned map. `outline` (the face
+    mask; for the template) keeps only the colour map's patches that reach in from beyond
+    it (`reaching_in`): its smile lines and lip shadows are the template's own face. The
+    learned map needs no such filter (it trusts clean skin) and keeps an occluder inside
+    the face, a glasses bridge or a shadow, that the filter would drop."""
     classical = classical_trust(crop, shape, skin)
+    if outline is not None:
+        classical = reaching_in(classical, outline)
     if not learned:
         return classical
     return np.minimum(classical, learned_trust(crop, skin))

@@ -9,7 +9,7 @@ import {pasteBack} from './paste.js';
 import {makeImage} from './raster.js';
 import {refine, refineSide} from './refine.js';
 import {faceMask, mix, skinMask} from './texture.js';
-import {reachingIn, trustMap} from './occlusion.js';
+import {trustMap} from './occlusion.js';
 import {featureShifts, registerPoints} from './registration.js';
 
 const NO_REGION = {scale: 1, rotation: 0, offset_x: 0, offset_y: 0};
@@ -66,7 +66,7 @@ export async function fuseFace(engine, src, image, face, p, timings) {
         const bareFace = faceMask(geo.shape, size, NO_REGION, contract);
         const bareSkin = skinMask(geo.shape, size, bareFace, contract);
         const srcTrust = await trustMap(geo.srcWarped, geo.shape, bareSkin, contract, model);
-        tplTrust = reachingIn(await trustMap(geo.tplWarped, geo.shape, bareSkin, contract, model), bareFace);
+        tplTrust = await trustMap(geo.tplWarped, geo.shape, bareSkin, contract, model, bareFace);
         trusts.push(srcTrust, tplTrust);
       }
       return mix(geo.srcWarped, geo.tplWarped, geo.shape, p.ratio, open, region, contract, trusts);

@@ -161,9 +161,12 @@ async function learnedTrust(model, crop, skin, contract) {
 }
 
 /** How much each pixel of `crop` (float RGB 0..255) shows its own face (float 0..1 at the
- * crop's side): the lower of the classical and, given `model`, the learned map. */
-export async function trustMap(crop, shape, skin, contract, model = null) {
-  const classical = classicalTrust(crop, shape, skin, contract);
+ * crop's side): the lower of the classical and, given `model`, the learned map. `outline`
+ * (the face mask; for the template): only the colour map's patches that reach in from
+ * beyond it count (occlusion.trust_map's `outline`). */
+export async function trustMap(crop, shape, skin, contract, model = null, outline = null) {
+  let classical = classicalTrust(crop, shape, skin, contract);
+  if (outline) classical = reachingIn(classical, outline);
   if (!model) return classical;
   const learned = await learnedTrust(model, crop, skin, contract);
   for (let i = 0; i < classical.data.length; i++) classical.data[i] = Math.min(classical.data[i], learned.data[i]);
@@ -215,7 +218,7 @@ function components(mask, w, h) {
 
 /** `trust` with only what reaches in from beyond the face left untrusted (the template's
  * occluders; its smile lines and lip shadows are its own face): occlusion.reaching_in. */
-export function reachingIn(trust, face) {
+function reachingIn(trust, face) {
   const size = trust.h; const side = Math.floor(size / WORK_FACTOR);
   const small = resizeArea(trust, side, side); const inside = resizeArea(face, side, side);
   const untrusted = new Uint8Array(side * side);
