@@ -73,14 +73,13 @@ class FusionParams:
     backend: str = field(default="ort-fp32", metadata={
         "kind": "choice", "choices": BACKENDS, "group": "model",
         "help": "Runtime and precision of the U-Net."})
-    # Both below are off by default while they cost identity (docs/quality.md) and the phone
-    # app does not mirror them yet ("desktop_only": the phone contract hides them).
+    # Both below are off by default while they cost identity (docs/quality.md).
     occlusion: bool = field(default=False, metadata={
-        "kind": "bool", "group": "model", "desktop_only": True,
+        "kind": "bool", "group": "model",
         "help": "Keep what covers the source's face (a fringe, glasses) out of the result "
                 "and what covers the template's (hair, glasses, a hand) on top of it."})
     feature_registration: bool = field(default=False, metadata={
-        "kind": "bool", "group": "model", "desktop_only": True,
+        "kind": "bool", "group": "model",
         "help": "After the warp, line the source's eyes and nose up with the template's by "
                 "their look (head pose closer to the template's; a little less of the "
                 "source's identity)."})

@@ -187,7 +187,8 @@ class FaceFuser:
                 if params.occlusion:
                     bare_skin = texture.skin_mask(shape, size)
                     src_trust = occlusion.trust_map(src_warped, shape, bare_skin)
-                    tpl_trust = occlusion.trust_map(tpl_warped, shape, bare_skin)
+                    tpl_trust = occlusion.trust_map(tpl_warped, shape, bare_skin,
+                                                    outline=texture.face_mask(shape, size))
                 comp = texture.mix(src_warped, tpl_warped, shape, params.ratio,
                                    mouth_open=mouth_open, region=region,
                                    source_trust=src_trust, template_trust=tpl_trust)

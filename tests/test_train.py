@@ -79,3 +79,29 @@ def test_train_refuses_what_it_cannot_do(photos, tmp_path, capsys):
     empty.mkdir()
     code = main(["train", "--data", str(empty), "--out", str(tmp_path / "y"), "--quiet"])
     assert code != 0 and "no photos" in capsys.readouterr().err
+
+
+def test_train_trust_uses_training_people_only_and_exports(photos, tmp_path):
+    """`facefuse train-trust`: a tiny run aligns only the training identities, is
+    reproducible (same seed, same weights), scores the held-out one and writes an ONNX file
+    the occlusion stage runs."""
+    from facefuse.nn.trust_data import load_trust_faces
+    from facefuse.stages import occlusion
+
+    def run(out):
+        return main(["train-trust", "--data", str(photos), "--out", str(out), "--steps", "3",
+                     "--batch", "2", "--held-out-samples", "4", "--quiet"])
+
+    assert run(tmp_path / "a") == 0 and run(tmp_path / "b") == 0
+    cached = load_trust_faces(tmp_path / "a" / "trust_train_cache.npz")
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    held = set(metrics["held_out_identities"])
+    assert held and not held & set(cached.ids)
+    assert 0 <= metrics["held_out"]["trust_on_bare_skin"] <= 1
+    a = torch.load(tmp_path / "a" / "trust.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b" / "trust.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    crop = cached.crops[0]
+    skin = cached.skins[0].astype(np.float32) / 255
+    trust = occlusion.learned_trust(crop, skin, tmp_path / "a" / "trust_fp32.onnx")
+    assert trust.shape == skin.shape and 0 <= trust.min() <= trust.max() <= 1

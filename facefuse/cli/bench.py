@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ParameterError
+from ..params import FusionParams
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma list of album,live,preview,refiner,phone,video (default: "
                    "all), or webui-load (the WebUI under many users), cluster (the batch on "
                    "Ray, 1 and 2 workers, vs local), phone-album, phone-app-start, phone-app "
-                   "(the phone app in Chromium; phone-app: its live view), webui-live")
+                   "(the phone app in Chromium; phone-app: its live view), webui-live, trust (the "
+                   "occlusion trust map, classical vs classical + learned)")
     p.add_argument("--models", default=None, help="an export folder (facefuse export -o) for "
                    "the phone table; default: the shipped models")
     p.add_argument("--sizes", default="512,320", help="sizes of the phone table")
@@ -58,6 +60,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             bench.coreml_rows(models, sizes)
     if "phone-app-start" in parts:
         report["phone_app_start"] = bench.bench_phone_app_start()
+    if "trust" in parts:  # not in the default set
+        from ..pipeline import FaceFuser
+
+        with FaceFuser() as engine:
+            aligned = engine.prepare_source(pairs[0][0], FusionParams()).aligned
+        report["trust"] = bench.bench_trust(aligned.crop, aligned.landmarks[:, :2],
+                                            [512, 320])
     if "refiner" in parts:
         report["refiner"] = bench.bench_refiner(["ort-fp32", "ort-int8"], [320, 512])
     if "preview" in parts:

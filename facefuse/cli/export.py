@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip the operator consistency check after exporting")
     p.add_argument("--check", dest="check_only", action="store_true",
                    help="only check: torch vs ONNX Runtime vs LiteRT on the files in -o")
+    p.add_argument("--trust", action="store_true",
+                   help="only the learned trust map's LiteRT file for the phone app "
+                        "(from facefuse/models/trust.pt, checked against its ONNX file)")
     p.set_defaults(func=cmd_export)
 
 
@@ -38,6 +41,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ParameterError(f"--sizes takes a comma list of pixel sizes, not {args.sizes!r}"
                              ) from None
     out = Path(args.output)
+    if args.trust:
+        from ..export import export_trust
+
+        made = export_trust(out)
+        print(f"trust map: {out / made['file']} ({made['side']} px; max abs difference "
+              f"from the ONNX file on the astronaut: {made['max_abs_vs_onnx']:.2e})")
+        return 0
     data = Path(args.data) if args.data else None
     if args.check_only:
         return _check_only(out, sizes, data)

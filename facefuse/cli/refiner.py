@@ -1,4 +1,5 @@
-"""`facefuse harmonize` and `facefuse train`: the U-Net on its own."""
+"""`facefuse harmonize`, `facefuse train` and `facefuse train-trust`: the networks on their
+own."""
 
 from __future__ import annotations
 
@@ -52,6 +53,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("train-trust", help="train the learned occlusion trust map (needs the "
+                       "train extra)")
+    p.add_argument("--data", required=True, help="folder of face photos (e.g. ../shared/"
+                   "faces/london); only the training identities are used")
+    p.add_argument("--out", required=True, help="run folder: weights, ONNX, metrics")
+    p.add_argument("--steps", type=int, default=2500)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=4e-3)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--held-out-samples", type=int, default=400,
+                   help="fixed samples of the held-out people scored at the end")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: the batches are made on a second thread, "
+                        "and on a shared 2-core machine more threads spin against each other)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train_trust)
+
 
 def cmd_harmonize(args: argparse.Namespace) -> int:
     import numpy as np
@@ -90,4 +108,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"best validation PSNR {best['psnr_refined']:.2f} dB (composites "
           f"{best['psnr_composite']:.2f} dB) at step {best['step']}; model: "
           f"{Path(args.out) / 'unet_fp32.onnx'}")
+    return 0
+
+
+def cmd_train_trust(args: argparse.Namespace) -> int:
+    try:
+        from ..nn.train_trust import TrustConfig, train_trust
+    except ImportError as exc:
+        raise BackendError("training needs the train extra: pip install -e '.[train]' "
+                           f"({exc})") from None
+    if args.steps < 1 or args.batch < 1:
+        raise ParameterError("--steps and --batch must be at least 1")
+    cfg = TrustConfig(data=args.data, out=args.out, steps=args.steps, batch=args.batch,
+                      lr=args.lr, seed=args.seed, threads=args.threads,
+                      held_out_samples=args.held_out_samples)
+    summary = train_trust(cfg, progress=not args.quiet)
+    held = summary["held_out"]
+    print(f"held-out: trust inside occluders {held['trust_inside_covered']:.3f}, on bare "
+          f"skin {held['trust_on_bare_skin']:.3f}, IoU {held['iou_covered']:.3f}; model: "
+          f"{Path(args.out) / 'trust_fp32.onnx'}")
     return 0

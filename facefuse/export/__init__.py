@@ -189,3 +189,38 @@ def export_all(out: Path, formats: list[str] | tuple[str, ...] = FORMATS,
         consistency.write(report, out)
         result["consistency_ok"] = report["ok"]
     return result
+
+
+def export_trust(out: Path, weights: Path = MODELS_DIR / "trust.pt") -> dict:
+    """The learned trust map as a LiteRT FP32 file for the phone app (`trust_fp32_128.tflite`)
+    from its torch weights, checked against the shipped ONNX file on the astronaut's crop:
+    {"file", "side", "max_abs_vs_onnx"}."""
+    import cv2
+    from skimage import data as skdata
+
+    from ..nn.train_trust import load_trust_model
+    from ..stages import occlusion, texture
+    from ..stages.align import align_face
+    from ..stages.analysis import FaceAnalyzer
+    from . import litert
+
+    side = occlusion.TRUST_SIDE
+    path = litert.convert_trust_fp32(load_trust_model(weights), side,
+                                     Path(out) / f"trust_fp32_{side}.tflite")
+    photo = skdata.astronaut()
+    with FaceAnalyzer() as analyzer:
+        aligned = align_face(photo, analyzer.detect(photo)[0], 512)
+    skin = texture.skin_mask(aligned.landmarks[:, :2], 512)
+    image = cv2.resize(aligned.crop.astype(np.float32), (side, side),
+                       interpolation=cv2.INTER_AREA) / 255.0
+    feeds = {occlusion.TRUST_IMAGE: np.ascontiguousarray(image.transpose(2, 0, 1)[None]),
+             occlusion.TRUST_SKIN: cv2.resize(skin, (side, side),
+                                              interpolation=cv2.INTER_AREA)[None, None]}
+    reference = occlusion._trust_session(occlusion.TRUST_MODEL).run(
+        [occlusion.TRUST_OUTPUT], feeds)[0]
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner()
+    got = runner(**feeds)[occlusion.TRUST_OUTPUT]
+    return {"file": path.name, "side": side,
+            "max_abs_vs_onnx": float(np.abs(got - reference).max())}

@@ -116,3 +116,35 @@ def io_quantization(path: Path) -> dict:
                    "zero_point": int(d["quantization"][1]),
                    "shape": [int(v) for v in d["shape"]]}
             for name, d in details.items()}
+
+
+class NamedTrust(torch.nn.Module):
+    """The trust network with the ONNX file's input and output names (stages/occlusion.py)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor, skin: torch.Tensor) -> dict[str, torch.Tensor]:
+        from ..stages.occlusion import TRUST_OUTPUT
+
+        return {TRUST_OUTPUT: self.model(image, skin)}
+
+
+def convert_trust_fp32(model: torch.nn.Module, side: int, path: Path) -> Path:
+    """The learned trust map (eval) as a LiteRT FP32 file for side x side inputs: what the
+    phone app's engine runs (engine/occlusion.js) beside the desktop's ONNX file."""
+    require_export_tools()
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    import litert_torch
+
+    from ..stages.occlusion import TRUST_IMAGE, TRUST_SKIN
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = {TRUST_IMAGE: torch.rand(1, 3, side, side), TRUST_SKIN: torch.rand(1, 1, side, side)}
+    edge = litert_torch.convert(NamedTrust(model.eval()).eval(), sample_kwargs=kwargs)
+    tmp = path.with_suffix(".tmp.tflite")
+    with contextlib.redirect_stdout(io.StringIO()):
+        edge.export(str(tmp))
+    tmp.replace(path)
+    return path

@@ -31,3 +31,25 @@ def export_onnx(model: torch.nn.Module, path: Path, sample_size: int = 64) -> Pa
                           do_constant_folding=True, dynamo=False)
     tmp.replace(path)
     return path
+
+
+def export_trust_onnx(model: torch.nn.Module, path: Path, sample_size: int = 64) -> Path:
+    """The trust network (eval mode) to `path`: inputs image and skin, output untrusted;
+    batch 1, H and W dynamic (multiples of 32)."""
+    from ..stages.occlusion import TRUST_IMAGE, TRUST_OUTPUT, TRUST_SKIN
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    image = torch.rand(1, 3, sample_size, sample_size)
+    skin = torch.rand(1, 1, sample_size, sample_size)
+    dynamic = {name: {2: "height", 3: "width"} for name in (TRUST_IMAGE, TRUST_SKIN,
+                                                            TRUST_OUTPUT)}
+    tmp = path.with_suffix(".tmp.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (image, skin), str(tmp), input_names=[TRUST_IMAGE, TRUST_SKIN],
+                          output_names=[TRUST_OUTPUT], dynamic_axes=dynamic,
+                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    tmp.replace(path)
+    return path

@@ -24,6 +24,10 @@ REFINER_URL = f"models/{REFINER_FILE}"
 # than the 256 one padded up (the same weights: `facefuse export --sizes 160`).
 LIVE_REFINER_FILE = "unet_fp32_160.tflite"
 LIVE_REFINER_URL = f"models/{LIVE_REFINER_FILE}"
+# The learned occlusion trust map (stages/occlusion.py), for `occlusion: true`: the LiteRT
+# copy of the ONNX file the desktop runs (`facefuse export --trust`).
+TRUST_FILE = "trust_fp32_128.tflite"
+TRUST_URL = f"models/{TRUST_FILE}"
 # URL name -> path inside the mediapipe wheel's modules/ folder (engine/facemodels.js).
 MEDIAPIPE_MODELS = {
     "face_detection_short_range.tflite": "face_detection/face_detection_short_range.tflite",
@@ -46,6 +50,7 @@ def model_files() -> dict[str, Path]:
     """URL path (relative to the app's root) -> file on disk, for files outside app/."""
     files = {REFINER_URL: MODELS_DIR / REFINER_FILE,
              LIVE_REFINER_URL: MODELS_DIR / LIVE_REFINER_FILE,
+             TRUST_URL: MODELS_DIR / TRUST_FILE,
              "models/manifest.json": MODELS_DIR / "manifest.json"}
     modules = mediapipe_modules()
     if modules is not None:

@@ -16,8 +16,8 @@ from typing import Any
 
 from .. import errors, imageio
 from ..params import LABELS, PRESETS, param_specs
-from ..stages import align, analysis, geometry, mesh_topology, paste, refine, texture
-from .assets import APP_DIR, LIVE_REFINER_URL, REFINER_URL
+from ..stages import align, analysis, geometry, mesh_topology, occlusion, paste, refine, texture
+from .assets import APP_DIR, LIVE_REFINER_URL, REFINER_URL, TRUST_URL
 
 CONTRACT_PATH = APP_DIR / "contract.json"
 
@@ -73,6 +73,15 @@ def build_contract() -> dict[str, Any]:
             "mouth_open_threshold": texture.MOUTH_OPEN_THRESHOLD,
             "refine_side": refine.REFINE_SIDE, "size_multiple": refine.SIZE_MULTIPLE,
             "change_eps": paste.CHANGE_EPS, "region_eps": paste.REGION_EPS,
+        },
+        "trust": {"url": TRUST_URL, "side": occlusion.TRUST_SIDE,
+                  "trusted_below": occlusion.LEARNED_TRUSTED_BELOW,
+                  "distrusted_above": occlusion.LEARNED_DISTRUSTED_ABOVE},
+        "register": {
+            "features": {name: [list(points), half] for name, (points, half)
+                         in geometry.REGISTER_FEATURES.items()},
+            "max": geometry.REGISTER_MAX, "min_response": geometry.REGISTER_MIN_RESPONSE,
+            "falloff": geometry.REGISTER_FALLOFF, "passes": geometry.REGISTER_PASSES,
         },
         "refiner": {"url": REFINER_URL, "live_url": LIVE_REFINER_URL,
                     "manifest": manifest},

@@ -8,6 +8,8 @@
 - phone-app-start: the phone app starting from its service worker's cache in Chromium with a
   phone profile, against its first visit in the same run;
 - refiner: U-Net latency per backend and size;
+- trust: the occlusion trust map of one real face crop at 512 and 320, classical alone vs
+  classical + learned (interleaved rounds, medians, the ratio between them);
 - cluster: the batch on a private Ray with 1 and 2 workers against the local batch;
 - phone: per backend x size, each in a fresh subprocess: file size, load time, warm latency
   p50/p95, peak RSS, and face-region PSNR against ONNX FP32 on held-out faces;
@@ -355,6 +357,37 @@ def bench_refiner(backends: list[str], sizes: list[int], runs: int = 30) -> list
                          "p50_ms": float(np.percentile(times, 50)),
                          "p95_ms": float(np.percentile(times, 95)),
                          "file_kb": model_path(backend).stat().st_size / 1024})
+    return rows
+
+
+def bench_trust(crop: np.ndarray, shape: np.ndarray, sizes: list[int], runs: int = 30
+                ) -> list[dict[str, Any]]:
+    """The trust map of `crop` (an aligned 512 crop, `shape` its landmarks) at each size:
+    classical alone, the learned map alone, and both (what `trust_map` runs), interleaved
+    so a busy machine slows all three alike."""
+    from ..stages import occlusion, texture
+
+    rows = []
+    for size in sizes:
+        img = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        pts = shape * (size / crop.shape[0])
+        skin = texture.skin_mask(pts, size)
+        calls = {"classical": lambda i=img, p=pts, s=skin: occlusion.trust_map(
+                     i, p, s, learned=False),
+                 "learned": lambda i=img, s=skin: occlusion.learned_trust(i, s),
+                 "both": lambda i=img, p=pts, s=skin: occlusion.trust_map(i, p, s)}
+        times: dict[str, list[float]] = {k: [] for k in calls}
+        for _ in range(3):
+            for call in calls.values():
+                call()
+        for _ in range(runs):
+            for name, call in calls.items():
+                t = time.perf_counter()
+                call()
+                times[name].append((time.perf_counter() - t) * 1000)
+        med = {k: float(np.median(v)) for k, v in times.items()}
+        rows.append({"size": size, **{f"{k}_ms": v for k, v in med.items()},
+                     "ratio_both_vs_classical": med["both"] / med["classical"]})
     return rows
 
 
@@ -848,6 +881,14 @@ def markdown(report: dict[str, Any]) -> str:
                   "|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['backend']} | {r['size']} | {r['file_kb']:.0f} | {r['load_ms']:.0f} | "
                   f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} |" for r in report["refiner"]]
+        lines.append("")
+    if report.get("trust"):
+        lines += ["### Occlusion trust map of one face crop (ms, median, interleaved)", "",
+                  "| crop | classical | learned (128 px U-Net) | both (trust_map) | both / "
+                  "classical |", "|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['size']} | {r['classical_ms']:.1f} | {r['learned_ms']:.1f} | "
+                  f"{r['both_ms']:.1f} | {r['ratio_both_vs_classical']:.2f}x |"
+                  for r in report["trust"]]
         lines.append("")
     if report.get("phone"):
         lines += ["### Refiner per backend x size (fresh process each; PSNR on held-out faces)",

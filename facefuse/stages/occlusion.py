@@ -6,11 +6,16 @@ the same things over the *template* would be painted over by the fused face. The
 stage multiplies its mix weight by both faces' trust maps: where the source is not trusted
 the template's own pixels stay, where the template is not trusted its occluder stays on top.
 
-The map is classical and cheap (no model): per pixel, the colour's distance from the face's
-own skin (robust statistics over the skin mask, so a fringe over a fifth of it does not move
-them), one-sided in lightness so highlights and soft shading stay skin; eyes, brows, lips and
-nostrils, which are not skin-coloured but are the face, are trusted by the landmarks. The
-phone app mirrors this function; every constant is named here.
+Two maps, the lower wins. The classical one is cheap: per pixel, the colour's distance from
+the face's own skin (robust statistics over the skin mask, so a fringe over a fifth of it does
+not move them), one-sided in lightness so highlights and soft shading stay skin; eyes, brows,
+lips and nostrils, which are not skin-coloured but are the face, are trusted by the
+landmarks. It cannot see a hand (another person's skin is skin-coloured) or a cast shadow
+(darker skin is also shading). The learned one (models/trust_fp32.onnx, nn/trust_net.py,
+trained on synthetic occluders over the training identities: MODEL_CARD.md) sees shapes:
+a small U-Net at 128 px on the crop and the skin mask, run with ONNX Runtime. On the
+template only what reaches in from beyond the face's outline counts (`reaching_in`). Every
+constant is named here; the phone app mirrors both maps (phone/app/engine/occlusion.js).
 
 Input: an RGB crop (float or uint8, 0..255), the landmarks in crop pixels, the skin mask
 (0..1, the face minus eyes, brows, lips: texture.skin_mask). Output: float32 0..1, same side.
@@ -18,9 +23,13 @@ Input: an RGB crop (float or uint8, 0..255), the landmarks in crop pixels, the s
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 import cv2
 import numpy as np
 
+from ..errors import BackendError
 from .mesh_topology import (
     LEFT_BROW_POINTS,
     LEFT_EYE_LOOP,
@@ -41,6 +50,16 @@ DISTRUSTED_ABOVE = 4.5  # ... and not at all above
 SPECK = 3  # px at the working side: untrusted specks smaller than this are pores or moles
 GROW = 2  # px at the working side: an occluder's edge bleeds colour into its neighbours
 EYE_GROW = 0.1  # eye distances: lids, lashes and eye make-up around the eye's mesh outline
+
+TRUST_MODEL = Path(__file__).resolve().parents[1] / "models" / "trust_fp32.onnx"
+TRUST_IMAGE, TRUST_SKIN, TRUST_OUTPUT = "image", "skin", "untrusted"  # the ONNX file's names
+TRUST_SIDE = 128  # the learned map's side (it was trained at this side; a multiple of 32)
+TRUST_THREADS = 1  # one thread: at 128 px more cost more in start-up than they save
+# The network's probability that a pixel is covered, to trust: fully trusted below the first,
+# not at all above the second. Its soft doubts (smile folds, side shading: 0.1-0.3) are not
+# occluders; what it was trained to find sits at 0.8-1.0 (MODEL_CARD.md).
+LEARNED_TRUSTED_BELOW = 0.25
+LEARNED_DISTRUSTED_ABOVE = 0.75
 
 
 def _grown(mask: np.ndarray, radius: float) -> np.ndarray:
@@ -114,8 +133,58 @@ def colour_trust(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
                    ).astype(np.float32)
 
 
-def trust_map(crop: np.ndarray, shape: np.ndarray, skin: np.ndarray) -> np.ndarray:
-    """How much each pixel of `crop` shows its own face (float32 0..1, the crop's side)."""
+@lru_cache(maxsize=2)
+def _trust_session(path: Path):
+    """The learned map's ONNX Runtime session, loaded once per process (read-only after)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = TRUST_THREADS
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise BackendError(f"could not load the trust model {path}: {exc}") from None
+
+
+def learned_trust(crop: np.ndarray, skin: np.ndarray, model: Path = TRUST_MODEL
+                  ) -> np.ndarray:
+    """The learned map (float32 0..1, the crop's side): from the network's probability that
+    a pixel is something over the face (hair, glasses, a hand, a hard shadow), 1 where it
+    is below LEARNED_TRUSTED_BELOW, 0 above LEARNED_DISTRUSTED_ABOVE, linear between."""
+    size = crop.shape[0]
+    small = cv2.resize(np.clip(crop, 0, 255).astype(np.float32), (TRUST_SIDE, TRUST_SIDE),
+                       interpolation=cv2.INTER_AREA) / 255.0
+    skin_small = cv2.resize(skin.astype(np.float32), (TRUST_SIDE, TRUST_SIDE),
+                            interpolation=cv2.INTER_AREA)
+    feeds = {TRUST_IMAGE: np.ascontiguousarray(small.transpose(2, 0, 1)[None]),
+             TRUST_SKIN: np.ascontiguousarray(skin_small[None, None])}
+    untrusted = _trust_session(model).run([TRUST_OUTPUT], feeds)[0][0, 0]
+    trust = np.clip((LEARNED_DISTRUSTED_ABOVE - untrusted)
+                    / (LEARNED_DISTRUSTED_ABOVE - LEARNED_TRUSTED_BELOW), 0, 1)
+    return cv2.resize(trust, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
+def trust_map(crop: np.ndarray, shape: np.ndarray, skin: np.ndarray, *,
+              learned: bool = True, outline: np.ndarray | None = None) -> np.ndarray:
+    """How much each pixel of `crop` shows its own face (float32 0..1, the crop's side):
+    the lower of the classical and (with `learned`) the learned map. `outline` (the face
+    mask; for the template) keeps only the colour map's patches that reach in from beyond
+    it (`reaching_in`): its smile lines and lip shadows are the template's own face. The
+    learned map needs no such filter (it trusts clean skin) and keeps an occluder inside
+    the face, a glasses bridge or a shadow, that the filter would drop."""
+    classical = classical_trust(crop, shape, skin)
+    if outline is not None:
+        classical = reaching_in(classical, outline)
+    if not learned:
+        return classical
+    return np.minimum(classical, learned_trust(crop, skin))
+
+
+def classical_trust(crop: np.ndarray, shape: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """The colour map alone (float32 0..1, the crop's side)."""
     size = crop.shape[0]
     side = size // WORK_FACTOR
     scale = side / size
@@ -137,3 +206,35 @@ def trust_map(crop: np.ndarray, shape: np.ndarray, skin: np.ndarray) -> np.ndarr
     soft = cv2.GaussianBlur(untrusted.astype(np.float32) / 255.0, (0, 0), 1.2)
     trust = 1.0 - soft
     return cv2.resize(trust, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
+INTERIOR_KEEP = 0.02  # of the face's area: an untrusted patch inside the face this large stays
+
+
+def reaching_in(trust: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """`trust` with only what reaches in from beyond the face left untrusted.
+
+    For the template this is what must stay on top: hair, a hand, glasses' temples all
+    come from outside the face's outline; small patches inside it (a smile line, a lip's
+    shadow, stubble) are the template's own face, and keeping them would carry the
+    template's features into the result. An interior patch larger than INTERIOR_KEEP of
+    the face (a hand held within it) still stays."""
+    size = trust.shape[0]
+    side = size // WORK_FACTOR
+    small = cv2.resize(trust, (side, side), interpolation=cv2.INTER_AREA)
+    inside = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA) >= 0.5
+    untrusted = (small < 0.5).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(untrusted, connectivity=8)
+    if count <= 1:
+        return trust
+    outside = np.bincount(labels[~inside], minlength=count) > 0
+    big = stats[:, cv2.CC_STAT_AREA] >= INTERIOR_KEEP * max(int(inside.sum()), 1)
+    dropped = ~(outside | big)
+    dropped[0] = False  # label 0: the trusted pixels
+    if not dropped.any():
+        return trust
+    grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GROW + 3, 2 * GROW + 3))
+    cleared = cv2.dilate(dropped[labels].astype(np.uint8), grow).astype(np.float32)
+    cleared = cv2.resize(cv2.GaussianBlur(cleared, (0, 0), 1.2), (size, size),
+                         interpolation=cv2.INTER_LINEAR)
+    return np.maximum(trust, np.clip(cleared * 1.5, 0, 1)).astype(np.float32)

@@ -9,6 +9,10 @@ import {pasteBack} from './paste.js';
 import {makeImage} from './raster.js';
 import {refine, refineSide} from './refine.js';
 import {faceMask, mix, skinMask} from './texture.js';
+import {trustMap} from './occlusion.js';
+import {featureShifts, registerPoints} from './registration.js';
+
+const NO_REGION = {scale: 1, rotation: 0, offset_x: 0, offset_y: 0};
 
 /** Milliseconds per stage; `await timings.stage('x', fn)` adds fn's time to stage x. */
 export class Timings {
@@ -38,27 +42,57 @@ export async function fuseFace(engine, src, image, face, p, timings) {
     const plan = buildPlan(shape, anchors, size, contract);
     const field = planField(plan, tplPts, anchors);
     const tplWarped = roundInPlace(applyField(field, tpl.crop));
-    const srcWarped = p.ratio > 0 ? roundInPlace(applyField(planField(plan, landmarkPoints(src.aligned.landmarks), anchors), src.aligned.crop)) : null;
+    let srcPts = landmarkPoints(src.aligned.landmarks);
+    const warpSource = () => roundInPlace(applyField(planField(plan, srcPts, anchors), src.aligned.crop));
+    let srcWarped = p.ratio > 0 ? warpSource() : null;
+    // The features registered by their look, not only by the mesh.
+    for (let pass = 0; srcWarped && p.feature_registration && pass < contract.register.passes; pass++) {
+      const shifts = featureShifts(srcWarped, tplWarped, shape, contract.register);
+      if (!Object.values(shifts).some(([dx, dy]) => dx || dy)) break;
+      srcPts = registerPoints(srcPts, shape, shifts, contract.register);
+      srcWarped = warpSource();
+    }
     return {shape, field, tplWarped, srcWarped};
   });
   const region = {scale: p.region_scale, rotation: p.region_rotation, offset_x: p.region_offset_x, offset_y: p.region_offset_y};
-  let {image: fused, weight, face: faceRegion, skin} = await timings.stage('texture', () => {
+  let tplTrust = null;
+  let {image: fused, weight, face: faceRegion, skin} = await timings.stage('texture', async () => {
     if (p.ratio > 0) {
       const open = mouthOpenRatio(face.landmarks, contract.landmarks) > contract.constants.mouth_open_threshold;
-      return mix(geo.srcWarped, geo.tplWarped, geo.shape, p.ratio, open, region, contract);
+      const trusts = [];
+      if (p.occlusion) {
+        if (!engine.trustModel) throw new BackendError('the occlusion trust model is not loaded: this engine was made without it, or set occlusion: false');
+        const model = await engine.trustModel();
+        const bareFace = faceMask(geo.shape, size, NO_REGION, contract);
+        const bareSkin = skinMask(geo.shape, size, bareFace, contract);
+        const srcTrust = await trustMap(geo.srcWarped, geo.shape, bareSkin, contract, model);
+        tplTrust = await trustMap(geo.tplWarped, geo.shape, bareSkin, contract, model, bareFace);
+        trusts.push(srcTrust, tplTrust);
+      }
+      return mix(geo.srcWarped, geo.tplWarped, geo.shape, p.ratio, open, region, contract, trusts);
     }
     const fm = faceMask(geo.shape, size, region, contract);
     return {image: geo.tplWarped, weight: makeImage(size, size, 1), face: fm, skin: skinMask(geo.shape, size, fm, contract)};
   });
+  // Later stages change only what is the template's face: its occluders stay.
+  let touch = faceRegion;
+  if (tplTrust) {
+    touch = makeImage(size, size, 1); const bare = makeImage(size, size, 1);
+    for (let i = 0; i < touch.data.length; i++) {
+      touch.data[i] = Math.fround(faceRegion.data[i] * tplTrust.data[i]);
+      bare.data[i] = Math.fround(skin.data[i] * tplTrust.data[i]);
+    }
+    skin = bare;
+  }
   if (p.refine && p.ratio > 0) {
     if (!refiner) throw new BackendError('the U-Net refiner is not loaded: call loadEngine() without {refiner: false}, or set refine: false');
-    fused = await timings.stage('refine', () => refine(refiner, fused, faceRegion, geo.tplWarped, refineSide(size, contract)));
+    fused = await timings.stage('refine', () => refine(refiner, fused, touch, geo.tplWarped, refineSide(size, contract)));
   }
   fused = await timings.stage('finish', () => {
     let f = p.ratio === 0 ? geo.tplWarped : fused;
-    f = applyMode(f, geo.tplWarped, weight, faceRegion, p.mode);
+    f = applyMode(f, geo.tplWarped, weight, touch, p.mode);
     f = smoothSkin(f, skin, p.smoothing);
-    return adjustTone(f, faceRegion, p.brightness, p.contrast, p.saturation);
+    return adjustTone(f, touch, p.brightness, p.contrast, p.saturation);
   });
   return timings.stage('paste', () => {
     const eps = contract.constants.region_eps;

@@ -13,6 +13,7 @@ import {LIVE_CROP, LiveView, LiveWorker} from './live.js';
 import {LiveSession} from './liveframe.js';
 import {validateParams as validate} from './params.js';
 import {resizeArea} from './raster.js';
+import {loadTrustModel} from './occlusion.js';
 import {loadRefiner} from './refine.js';
 
 export {BackendError, FaceFuseError, ImageError, NoFaceError, ParameterError};
@@ -63,8 +64,8 @@ let engineOptions = {}; // loadEngine's options, for the live Workers' own model
 /** Load the models (the face detector, landmark and iris models, the U-Net) once; later
  * calls return the same engine. options.refiner = false skips loading the U-Net (fusion
  * then needs refine: false); options.refinerUrl, options.liveRefinerUrl (the live view's
- * 160 px file), options.faceModels ({detector, mesh, iris}): the model files' addresses
- * when the page serves them elsewhere. */
+ * 160 px file), options.trustUrl (the occlusion trust map's), options.faceModels
+ * ({detector, mesh, iris}): the model files' addresses when the page serves them elsewhere. */
 export function loadEngine(options = {}) {
   if (!loading) {
     engineOptions = options;
@@ -76,7 +77,11 @@ export function loadEngine(options = {}) {
         options.refiner === false ? null : loadRefiner(APP_BASE, contract, options.refinerUrl),
         loadFaceModels(APP_BASE, options.faceModels ?? faceModelUrls()),
       ]);
-      engine = {contract, models, refiner};
+      // The occlusion trust model is compiled on first use (`occlusion: true`), once.
+      let trust = null;
+      const trustModel = () => (trust ??= loadTrustModel(APP_BASE, contract, options.trustUrl)
+          .catch((err) => { trust = null; throw err; }));
+      engine = {contract, models, refiner, trustModel};
       return engine;
     })();
     loading.catch(() => { loading = null; });

@@ -4,7 +4,7 @@
 // pixels as RGBA. It runs in the live Worker
 // (liveworker.js), off the page's main thread.
 import {FaceTracker, loadFaceModels} from './facemodels.js';
-import {Timings} from './fuseface.js';
+import {fuseFace, Timings} from './fuseface.js';
 import {LiveFusion} from './livefuse.js';
 import {loadRefiner} from './refine.js';
 
@@ -26,9 +26,31 @@ export class LiveFuser {
     if (roi !== undefined) this.tracker.roi = roi;
     const face = await timings.stage('analyse', () => this.tracker.track({w, h, c: 4, data: rgba}));
     if (!face) return {box: null, landmarks: null, stages: timings.ms, patch: null};
-    const patch = await this.fusion.fuse(this.engine, rgba, w, h, face, this.params, timings);
+    const p = this.params;
+    if (p.occlusion || p.feature_registration) {
+      // Stages the live path has no restructured form of: the album's, on an RGB copy.
+      if (!this.rgb || this.rgb.data.length !== w * h * 3) this.rgb = {w, h, c: 3, data: new Uint8ClampedArray(w * h * 3)};
+      const rgb = this.rgb.data;
+      for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) { rgb[i] = rgba[j]; rgb[i + 1] = rgba[j + 1]; rgb[i + 2] = rgba[j + 2]; }
+      const out = await fuseFace(this.engine, this.source, this.rgb, face, p, timings);
+      return {box: face.box, landmarks: face.landmarks, stages: timings.ms, patch: out.changed ? patchOf(out, out.changed) : null};
+    }
+    const patch = await this.fusion.fuse(this.engine, rgba, w, h, face, p, timings);
     return {box: face.box, landmarks: face.landmarks, stages: timings.ms, patch};
   }
+}
+
+/** The box `b` of an RGB image as RGBA pixels {x0, y0, w, h, data}. */
+function patchOf(img, b) {
+  const pw = b.x1 - b.x0; const ph = b.y1 - b.y0;
+  const data = new Uint8ClampedArray(pw * ph * 4);
+  for (let y = 0; y < ph; y++) {
+    let i = ((b.y0 + y) * img.w + b.x0) * 3; let j = y * pw * 4;
+    for (let x = 0; x < pw; x++, i += 3, j += 4) {
+      data[j] = img.data[i]; data[j + 1] = img.data[i + 1]; data[j + 2] = img.data[i + 2]; data[j + 3] = 255;
+    }
+  }
+  return {x0: b.x0, y0: b.y0, w: pw, h: ph, data};
 }
 
 /** A camera frame's RGBA pixels: a VideoFrame copied out directly, or an ImageBitmap drawn

@@ -118,20 +118,33 @@ export function matchColour(source, template, skin, sigma) {
   return rgb;
 }
 
-/** Recolour the source and mix it into the template by `ratio` inside the face mask. */
-export function mix(srcWarped, tplWarped, shape, ratio, mouthOpen, region, contract) {
+/** Recolour the source and mix it into the template by `ratio` inside the face mask.
+ * `trusts` (occlusion.js, optional): the source's and the template's trust maps, which
+ * scale the weight and keep occluders out of the colour statistics. */
+export function mix(srcWarped, tplWarped, shape, ratio, mouthOpen, region, contract, trusts = []) {
   const size = tplWarped.w;
   const face = faceMask(shape, size, region, contract);
   const skin = skinMask(shape, size, face, contract);
   const weight = makeImage(size, size, 1);
+  let statsSkin = skin;
   const mouth = mouthOpen ? mouthMask(shape, size, contract) : null;
   for (let i = 0; i < weight.data.length; i++) {
-    weight.data[i] = Math.fround(ratio * face.data[i]) * (mouth ? 1 - mouth.data[i] : 1);
+    let v = Math.fround(ratio * face.data[i]);
+    for (const t of trusts) v = Math.fround(v * t.data[i]);
+    weight.data[i] = v * (mouth ? 1 - mouth.data[i] : 1);
+  }
+  if (trusts.length) {
+    statsSkin = makeImage(size, size, 1);
+    for (let i = 0; i < skin.data.length; i++) {
+      let v = skin.data[i];
+      for (const t of trusts) v = Math.fround(v * t.data[i]);
+      statsSkin.data[i] = v;
+    }
   }
   const image = {w: size, h: size, c: 3, data: new Float32Array(tplWarped.data)};
   const box = maskBox(weight, (v) => v > 0, 2);
   if (box) {
-    const matched = matchColour(cropBox(srcWarped, box), cropBox(tplWarped, box), cropBox(skin, box), size / 24);
+    const matched = matchColour(cropBox(srcWarped, box), cropBox(tplWarped, box), cropBox(statsSkin, box), size / 24);
     const part = cropBox(image, box); const wpart = cropBox(weight, box);
     for (let i = 0; i < wpart.data.length; i++) {
       for (let k = 0; k < 3; k++) part.data[3 * i + k] += wpart.data[i] * (matched.data[3 * i + k] - part.data[3 * i + k]);
