@@ -238,7 +238,8 @@ export async function startLive(source, params = {}, options = {}) {
   const workers = pool.slice(0, count);
   const init = {type: 'init', base: APP_BASE.href, contract, refine: p.refine,
     faceModels: engineOptions.faceModels ?? faceModelUrls(),
-    refinerUrl: engineOptions.liveRefinerUrl ?? new URL(contract.refiner.live_url, APP_BASE).href};
+    refinerUrl: engineOptions.liveRefinerUrl ?? new URL(contract.refiner.live_url, APP_BASE).href,
+    trustUrl: engineOptions.trustUrl};
   await Promise.all(workers.map((w) => w.ask(init, 'ready')));
   await Promise.all(workers.map((w) => w.ask({type: 'start', source: {face, aligned}, params: p}, 'started')));
   let stream = options.stream;
