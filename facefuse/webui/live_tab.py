@@ -15,6 +15,7 @@ from ..phone.assets import (
     LIVE_REFINER_FILE,
     MEDIAPIPE_MODELS,
     REFINER_FILE,
+    TRUST_FILE,
     mediapipe_modules,
 )
 from ..stages.refine import MODELS_DIR
@@ -38,9 +39,10 @@ def face_model_files() -> dict[str, Path]:
 
 def static_paths() -> list[Path]:
     """What the page may load: the app's folder (engine, vendor runtimes, contract), the
-    U-Net file and the MediaPipe models the engine runs (as the phone server serves them)."""
+    U-Net files, the occlusion trust map (for the Album tab's occlusion switch) and the
+    MediaPipe models the engine runs (as the phone server serves them)."""
     return [APP_DIR, MODELS_DIR / REFINER_FILE, MODELS_DIR / LIVE_REFINER_FILE,
-            *face_model_files().values()]
+            MODELS_DIR / TRUST_FILE, *face_model_files().values()]
 
 
 HTML = """
@@ -58,7 +60,7 @@ HTML = """
 # Runs once when the tab's HTML is mounted (gr.HTML's js_on_load, `element` is its root).
 JS = """
 const ENGINE = %(engine)s, REFINER = %(refiner)s, LIVE_REFINER = %(live)s,
-  FACE_MODELS = %(faces)s;
+  TRUST = %(trust)s, FACE_MODELS = %(faces)s;
 const START = '开始实时 / Start live', STOP = '停止实时 / Stop live';
 const toggle = element.querySelector('.ff-live-toggle');
 const info = element.querySelector('.ff-live-stats');
@@ -109,7 +111,7 @@ toggle.addEventListener('click', async () => {
     api = api || await import(ENGINE);
     window.facefuse = api;
     await api.loadEngine({refinerUrl: REFINER, liveRefinerUrl: LIVE_REFINER,
-                          faceModels: FACE_MODELS});
+                          trustUrl: TRUST, faceModels: FACE_MODELS});
     const source = await albumSource();
     if (!source) {
       info.textContent = '⚠️ 请先在图片融合页添加源人脸 / add a source face in the Album tab';
@@ -133,5 +135,6 @@ def build() -> None:
     script = JS % {"engine": json.dumps(file_url(APP_DIR / "engine" / "index.js")),
                    "refiner": json.dumps(file_url(MODELS_DIR / REFINER_FILE)),
                    "live": json.dumps(file_url(MODELS_DIR / LIVE_REFINER_FILE)),
+                   "trust": json.dumps(file_url(MODELS_DIR / TRUST_FILE)),
                    "faces": json.dumps({k: file_url(v) for k, v in face_model_files().items()})}
     gr.HTML(HTML, js_on_load=script, elem_id="live-browser")

@@ -13,7 +13,7 @@ import {LIVE_CROP, LiveView, LiveWorker} from './live.js';
 import {LiveSession} from './liveframe.js';
 import {validateParams as validate} from './params.js';
 import {resizeArea} from './raster.js';
-import {loadTrustModel} from './occlusion.js';
+import {lazyTrustModel} from './occlusion.js';
 import {loadRefiner} from './refine.js';
 
 export {BackendError, FaceFuseError, ImageError, NoFaceError, ParameterError};
@@ -77,11 +77,7 @@ export function loadEngine(options = {}) {
         options.refiner === false ? null : loadRefiner(APP_BASE, contract, options.refinerUrl),
         loadFaceModels(APP_BASE, options.faceModels ?? faceModelUrls()),
       ]);
-      // The occlusion trust model is compiled on first use (`occlusion: true`), once.
-      let trust = null;
-      const trustModel = () => (trust ??= loadTrustModel(APP_BASE, contract, options.trustUrl)
-          .catch((err) => { trust = null; throw err; }));
-      engine = {contract, models, refiner, trustModel};
+      engine = {contract, models, refiner, trustModel: lazyTrustModel(APP_BASE, contract, options.trustUrl)};
       return engine;
     })();
     loading.catch(() => { loading = null; });

@@ -6,7 +6,7 @@
 import {FaceTracker, loadFaceModels} from './facemodels.js';
 import {fuseFace, Timings} from './fuseface.js';
 import {LiveFusion} from './livefuse.js';
-import {loadTrustModel} from './occlusion.js';
+import {lazyTrustModel} from './occlusion.js';
 import {loadRefiner} from './refine.js';
 
 export class LiveFuser {
@@ -109,11 +109,8 @@ export class LiveSession {
         msg.refine ? loadRefiner(msg.base, msg.contract, msg.refinerUrl) : null,
         loadFaceModels(msg.base, msg.faceModels),
       ]);
-      // The occlusion trust model, compiled on first use (`occlusion: true`), as index.js does.
-      let trust = null;
-      const trustModel = () => (trust ??= loadTrustModel(msg.base, msg.contract, msg.trustUrl)
-          .catch((err) => { trust = null; throw err; }));
-      this.engine = {contract: msg.contract, models, refiner, trustModel};
+      this.engine = {contract: msg.contract, models, refiner,
+        trustModel: lazyTrustModel(msg.base, msg.contract, msg.trustUrl)};
     } else if (msg.refine && !this.engine.refiner) {
       this.engine.refiner = await loadRefiner(msg.base, msg.contract, msg.refinerUrl);
     }

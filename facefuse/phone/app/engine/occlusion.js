@@ -129,12 +129,19 @@ function workingLab(crop, side) {
 }
 
 /** The learned map's compiled LiteRT model (`url`: where the page serves the file). */
-export async function loadTrustModel(base, contract, url = new URL(contract.trust.url, base).href) {
+async function loadTrustModel(base, contract, url = new URL(contract.trust.url, base).href) {
   try {
     return await compileModel(base, url);
   } catch (err) {
     throw new BackendError(`could not load the trust model ${contract.trust.url}: ${err.message || err}`);
   }
+}
+
+/** An engine's `trustModel()`: the model compiled on first use (occlusion: true) and kept;
+ * a failed load is tried again on the next call. */
+export function lazyTrustModel(base, contract, url) {
+  let model = null;
+  return () => (model ??= loadTrustModel(base, contract, url).catch((err) => { model = null; throw err; }));
 }
 
 /** The learned map (float 0..1 at the crop's side): from the network's probability that a
