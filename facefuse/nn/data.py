@@ -15,6 +15,7 @@ composites without the training extra.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..errors import FaceFuseError
 from ..imageio import load_image
-from ..stages.align import align_face
+from ..stages.align import AlignedFace, align_face
 from ..stages.analysis import FaceAnalyzer
 from ..stages.texture import face_mask, lab_transfer, match_colour
 
@@ -68,21 +69,27 @@ def split_ids(ids: list[str]) -> tuple[set[str], set[str]]:
     return set(unique) - val, val
 
 
-def build_faceset(data_dir: Path, size: int = CACHE_SIZE, progress: bool = True) -> FaceSet:
-    """Analyse and align every photo under `data_dir` (photos without a face are skipped)."""
+def aligned_photos(paths: list[Path], size: int, progress: bool = True
+                   ) -> Iterator[tuple[Path, np.ndarray, AlignedFace]]:
+    """(path, photo, its largest face aligned at `size`) for each photo with a face: what
+    both training sets (the refiner's, nn/trust_data.py's) are cut from."""
     from tqdm import tqdm
 
-    crops, masks, ids = [], [], []
     with FaceAnalyzer() as analyzer:
-        for path in tqdm(find_photos(data_dir), desc="aligning faces", disable=not progress):
+        for path in tqdm(paths, desc="aligning faces", disable=not progress):
             image = load_image(path)
             faces = analyzer.detect(image, 0.5)
-            if not faces:
-                continue
-            aligned = align_face(image, faces[0], size)
-            crops.append(aligned.crop)
-            masks.append((face_mask(aligned.landmarks, size) * 255).astype(np.uint8))
-            ids.append(person_id(path))
+            if faces:
+                yield path, image, align_face(image, faces[0], size)
+
+
+def build_faceset(data_dir: Path, size: int = CACHE_SIZE, progress: bool = True) -> FaceSet:
+    """Analyse and align every photo under `data_dir` (photos without a face are skipped)."""
+    crops, masks, ids = [], [], []
+    for path, _, aligned in aligned_photos(find_photos(data_dir), size, progress):
+        crops.append(aligned.crop)
+        masks.append((face_mask(aligned.landmarks, size) * 255).astype(np.uint8))
+        ids.append(person_id(path))
     return FaceSet(np.stack(crops), np.stack(masks), ids)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..stages.occluders import COVERED_ALPHA, COVERED_GAIN, KINDS, Donor, make_donor, make_occluder
 from ..stages.texture import skin_mask
-from .data import find_photos, person_id, perturb_colour
+from .data import aligned_photos, find_photos, person_id, perturb_colour
 
 CACHE_SIDE = 144  # crops are cached a little larger than the network's side (views zoom in)
 NET_SIDE = 128  # the side the trust network is trained and run at
@@ -52,26 +52,14 @@ class TrustFaces:
 def build_trust_faces(data_dir: Path, keep_ids: set[str], size: int = CACHE_SIDE,
                       progress: bool = True) -> TrustFaces:
     """Analyse and align every photo of `keep_ids` under `data_dir` at `size`."""
-    from tqdm import tqdm
-
-    from ..imageio import load_image
-    from ..stages.align import align_face
-    from ..stages.analysis import FaceAnalyzer
-
     crops, lms, skins, ids, donors = [], [], [], [], []
-    with FaceAnalyzer() as analyzer:
-        photos = [p for p in find_photos(data_dir) if person_id(p) in keep_ids]
-        for path in tqdm(photos, desc="aligning faces", disable=not progress):
-            image = load_image(path)
-            faces = analyzer.detect(image, 0.5)
-            if not faces:
-                continue
-            aligned = align_face(image, faces[0], size)
-            crops.append(aligned.crop)
-            lms.append(aligned.landmarks)
-            skins.append((skin_mask(aligned.landmarks, size) * 255).astype(np.uint8))
-            ids.append(person_id(path))
-            donors.append(make_donor(image, aligned))
+    photos = [p for p in find_photos(data_dir) if person_id(p) in keep_ids]
+    for path, image, aligned in aligned_photos(photos, size, progress):
+        crops.append(aligned.crop)
+        lms.append(aligned.landmarks)
+        skins.append((skin_mask(aligned.landmarks, size) * 255).astype(np.uint8))
+        ids.append(person_id(path))
+        donors.append(make_donor(image, aligned))
     return TrustFaces(np.stack(crops), np.stack(lms), np.stack(skins), ids, donors)
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from .unet import Block, SeparableConv
+from .unet import Block, SeparableConv, u_pass
 
 TRUST_WIDTHS = (12, 24, 32, 48, 64)
 
@@ -33,17 +32,7 @@ class TrustUNet(nn.Module):
         self.head = nn.Conv2d(widths[0], 1, 1)
 
     def logits(self, image: torch.Tensor, skin: torch.Tensor) -> torch.Tensor:
-        x = self.stem(torch.cat([image, skin], dim=1))
-        skips = [x]
-        for block in self.down:
-            x = block(x)
-            skips.append(x)
-        skips.pop()
-        for block in self.up:
-            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-            x = block(torch.cat([x, skips.pop()], dim=1))
-        return F.interpolate(self.head(x), scale_factor=2.0, mode="bilinear",
-                             align_corners=False)
+        return u_pass(self, torch.cat([image, skin], dim=1))
 
     def forward(self, image: torch.Tensor, skin: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(image, skin))

@@ -42,6 +42,23 @@ class Block(nn.Sequential):
         super().__init__(SeparableConv(cin, cout, stride), SeparableConv(cout, cout))
 
 
+def u_pass(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The U shape both networks share (the refiner here, nn/trust_net.py): `net.stem` to
+    half resolution, `net.down` blocks keeping their outputs, `net.up` blocks each taking
+    the upsampled features with the skip of the same scale, `net.head`, back to full size.
+    A function over the modules, not a module, so the weights' names stay as trained."""
+    x = net.stem(x)
+    skips = [x]
+    for block in net.down:
+        x = block(x)
+        skips.append(x)
+    skips.pop()
+    for block in net.up:
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        x = block(torch.cat([x, skips.pop()], dim=1))
+    return F.interpolate(net.head(x), scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
 class RefineUNet(nn.Module):
     """Inputs: image (N,3,H,W) in 0..1, mask (N,1,H,W) in 0..1 and template (N,3,H,W) in
     0..1: the template's own face crop, which carries the photo's light (all zeros when
@@ -65,17 +82,7 @@ class RefineUNet(nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, template: torch.Tensor
                 ) -> torch.Tensor:
-        x = self.stem(torch.cat([image, mask, template], dim=1))
-        skips = [x]
-        for block in self.down:
-            x = block(x)
-            skips.append(x)
-        skips.pop()
-        for block in self.up:
-            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-            x = block(torch.cat([x, skips.pop()], dim=1))
-        params = F.interpolate(self.head(x), scale_factor=2.0, mode="bilinear",
-                               align_corners=False)
+        params = u_pass(self, torch.cat([image, mask, template], dim=1))
         return apply_colour_transform(image, mask, params)
 
 
