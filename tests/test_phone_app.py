@@ -224,17 +224,24 @@ def qr_from_terminal(text: str) -> str:
     img = np.where(light, 255, 0).astype(np.uint8)
     img = cv2.copyMakeBorder(img, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=255)
     img = cv2.resize(img, None, fx=10, fy=10, interpolation=cv2.INTER_NEAREST)
-    decoded, _, _ = cv2.QRCodeDetector().detectAndDecode(img)
-    return decoded
+    # OpenCV's classic detector misses ~0.5% of valid codes (it depends on the port in the
+    # URL); its ArUco-based one reads those.
+    for detector in (cv2.QRCodeDetector(), cv2.QRCodeDetectorAruco()):
+        decoded = detector.detectAndDecode(img)[0]
+        if decoded:
+            return decoded
+    return ""
 
 
 def test_cli_prints_the_url_and_a_qr_code_of_it(tmp_path):
     port = free_port()
     env = {**os.environ, "FACEFUSE_CONFIG_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
-    # -X faulthandler: should Ctrl-C not stop it, SIGABRT makes it print every thread's stack.
-    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "facefuse.cli", "phone",
-                             "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Ctrl-C as a terminal sends it. A job started in the background of a script (as CI may
+    # be) inherits SIGINT *ignored*, and Python then installs no KeyboardInterrupt for it:
+    # the child gets the default disposition back, as a terminal's foreground job has.
+    proc = subprocess.Popen([sys.executable, "-m", "facefuse.cli", "phone", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     try:
         for line in proc.stdout:
@@ -250,14 +257,7 @@ def test_cli_prints_the_url_and_a_qr_code_of_it(tmp_path):
         assert fetch(url, authority)[0] == 200
     finally:
         proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # seen once in CI, not reproduced: say where it hung
-            proc.send_signal(signal.SIGABRT)
-            _, err = proc.communicate(timeout=20)
-            raise AssertionError("`facefuse phone` did not stop within 20 s of Ctrl-C; its "
-                                 f"threads:\n{err[-6000:]}") from None
-        assert code == 0
+        assert proc.wait(timeout=20) == 0
 
 
 def test_build_writes_a_complete_bundle(tmp_path):
