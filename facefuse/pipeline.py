@@ -185,10 +185,11 @@ class FaceFuser:
             if params.ratio > 0:
                 mouth_open = face.mouth_open_ratio() > texture.MOUTH_OPEN_THRESHOLD
                 if params.occlusion:
-                    bare_skin = texture.skin_mask(shape, size)
+                    bare_face = texture.face_mask(shape, size)
+                    bare_skin = texture.skin_mask(shape, size, bare_face)
                     src_trust = occlusion.trust_map(src_warped, shape, bare_skin)
                     tpl_trust = occlusion.trust_map(tpl_warped, shape, bare_skin,
-                                                    outline=texture.face_mask(shape, size))
+                                                    outline=bare_face)
                 comp = texture.mix(src_warped, tpl_warped, shape, params.ratio,
                                    mouth_open=mouth_open, region=region,
                                    source_trust=src_trust, template_trust=tpl_trust)

@@ -186,6 +186,13 @@ export function applyField(field, img) {
   return remap(img, field.mapX, field.mapY, field.size, field.size, 'replicate');
 }
 
+/** Mean [x, y] of the points `idx` of `shape` ([x, y] list). */
+export function centreOf(shape, idx) {
+  let x = 0; let y = 0;
+  for (const i of idx) { x += shape[i][0]; y += shape[i][1]; }
+  return [x / idx.length, y / idx.length];
+}
+
 export function landmarkPoints(lm) {
   const out = [];
   for (let i = 0; i < lm.length / 3; i++) out.push([lm[3 * i], lm[3 * i + 1]]);

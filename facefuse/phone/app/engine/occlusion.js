@@ -4,6 +4,7 @@
 // glasses or a hand over the source stays out of the result; over the template it stays
 // on top.
 import {BackendError} from './errors.js';
+import {centreOf} from './geometry.js';
 import {compileModel, Tensor} from './litert.js';
 import {convexHull, fillPolygon, gaussianBlur, makeImage, morph, resizeArea, resizeLinear, rgbToLab} from './raster.js';
 
@@ -28,11 +29,6 @@ function grown(mask, radius) {
   return morph(mask, 2 * r + 1, true);
 }
 
-function mean2(pts) {
-  let x = 0; let y = 0;
-  for (const p of pts) { x += p[0]; y += p[1]; }
-  return [x / pts.length, y / pts.length];
-}
 
 /** Eyes with lids and lashes, brows, lips and nostrils (uint8 0/255) at the working side:
  * not skin-coloured, but the face. */
@@ -40,7 +36,7 @@ function features(shape, side, scale, mesh) {
   const pts = shape.map(([x, y]) => [x * scale, y * scale]);
   const at = (idx) => idx.map((i) => pts[i]);
   const rounded = (p) => p.map(([x, y]) => [pyRound(x), pyRound(y)]);
-  const [le, re] = [mesh.LEFT_EYE_LOOP, mesh.RIGHT_EYE_LOOP].map((loop) => mean2(at(loop)));
+  const [le, re] = [mesh.LEFT_EYE_LOOP, mesh.RIGHT_EYE_LOOP].map((loop) => centreOf(pts, loop));
   const iod = Math.hypot(le[0] - re[0], le[1] - re[1]);
   const eyes = makeImage(side, side, 1, Uint8Array);
   for (const loop of [mesh.LEFT_EYE_LOOP, mesh.RIGHT_EYE_LOOP]) fillPolygon(eyes, rounded(at(loop)), 255, false);
@@ -48,7 +44,7 @@ function features(shape, side, scale, mesh) {
   for (const group of [mesh.LEFT_BROW_POINTS, mesh.RIGHT_BROW_POINTS]) fillPolygon(mask, convexHull(rounded(at(group))), 255, false);
   fillPolygon(mask, rounded(at(mesh.OUTER_LIPS_LOOP)), 255, false);
   const nose = at(mesh.NOSE_POINTS);
-  const eyesY = mean2(at(mesh.LEFT_EYE_LOOP.concat(mesh.RIGHT_EYE_LOOP)))[1];
+  const eyesY = centreOf(pts, mesh.LEFT_EYE_LOOP.concat(mesh.RIGHT_EYE_LOOP))[1];
   const lower = nose.filter((p) => p[1] > (eyesY + pts[4][1]) / 2);
   if (lower.length >= 3) fillPolygon(mask, convexHull(rounded(lower)), 255, false);
   return grown(mask, side / 128);

@@ -2,6 +2,7 @@
 // mesh warp, the warped source's nose and eyes are lined up with the warped template's by
 // phase correlation of their fine detail, so a landmark model's person-specific bias of a
 // few pixels does not turn the result's head. Constants come from contract.register.
+import {centreOf} from './geometry.js';
 import {gaussianBlur, makeImage} from './raster.js';
 
 /** Smallest 2^a 3^b 5^c >= n (cv2.getOptimalDFTSize). */
@@ -39,7 +40,7 @@ function dft2(re, im, n, inverse) {
 
 /** cv2.phaseCorrelate(a, b, createHanningWindow) for square single-channel patches:
  * [dx, dy] by which b sits off a, and the peak's response. */
-export function phaseCorrelate(a, b, side) {
+function phaseCorrelate(a, b, side) {
   const n = optimalSize(side);
   const win = new Float64Array(side);
   for (let i = 0; i < side; i++) win[i] = 0.5 * (1 - Math.cos((2 * Math.PI * i) / (side - 1)));
@@ -86,11 +87,6 @@ function detail(img, x0, y0, side) {
   return grey.data;
 }
 
-const centreOf = (shape, points) => {
-  let x = 0; let y = 0;
-  for (const i of points) { x += shape[i][0]; y += shape[i][1]; }
-  return [x / points.length, y / points.length];
-};
 const eyeDistance = (shape) => Math.hypot(shape[468][0] - shape[473][0], shape[468][1] - shape[473][1]);
 
 /** Per feature, the [dx, dy] by which the warped source's feature sits off the warped
