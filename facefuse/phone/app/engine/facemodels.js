@@ -165,10 +165,33 @@ export async function detect(models, img, threshold) {
   return weightedNms(dets);
 }
 
-/** The 10 iris points (468..477) from the iris model on each eye, z at the eye corners' mean. */
-async function irises(models, img, lm) {
+/** The eye `e`'s five iris points of `prev` (a 478-point layout) moved with that eye's
+ * corners from `prev` to `lm` (the similarity the corner pair gives), into `out`; z at the
+ * corners' mean as irises() sets it. */
+function carryIris(e, prev, lm, out) {
+  const [a, b] = EYES[e].corners;
+  const px = prev[3 * a]; const py = prev[3 * a + 1];
+  const ex = prev[3 * b] - px; const ey = prev[3 * b + 1] - py; // the eye's line before
+  const fx = lm[3 * b] - lm[3 * a]; const fy = lm[3 * b + 1] - lm[3 * a + 1]; // and now
+  const d = Math.max(ex * ex + ey * ey, 1e-9);
+  const zr = (fx * ex + fy * ey) / d; const zi = (fy * ex - fx * ey) / d; // now / before, complex
+  const z = (lm[3 * a + 2] + lm[3 * b + 2]) / 2;
+  for (let p = 0; p < 5; p++) {
+    const i = 3 * (MESH_POINTS + 5 * e + p);
+    const qx = prev[i] - px; const qy = prev[i + 1] - py;
+    out[15 * e + 3 * p] = lm[3 * a] + zr * qx - zi * qy;
+    out[15 * e + 3 * p + 1] = lm[3 * a + 1] + zi * qx + zr * qy;
+    out[15 * e + 3 * p + 2] = z;
+  }
+}
+
+/** The 10 iris points (468..477) from the iris model on each eye in `eyes` (0: the first
+ * in the 478 layout, 1: the second), z at the eye corners' mean; an eye not in `eyes` has
+ * its points carried from `prev` (the last frame's landmarks) with its corners. */
+async function irises(models, img, lm, eyes = [0, 1], prev = null) {
   const out = new Float64Array(30);
   for (let e = 0; e < 2; e++) {
+    if (prev && !eyes.includes(e)) { carryIris(e, prev, lm, out); continue; }
     const [a, b] = EYES[e].corners;
     const ax = lm[3 * a]; const ay = lm[3 * a + 1]; const bx = lm[3 * b]; const by = lm[3 * b + 1];
     const rect = {cx: (ax + bx) / 2, cy: (ay + by) / 2,
@@ -187,8 +210,9 @@ async function irises(models, img, lm) {
 }
 
 /** Face landmarks inside `roi`: {landmarks (Float64Array 478 x 3, image pixels; z in
- * pixels as the Python analyser's), presence}, or null when no face is there. */
-export async function landmarksIn(models, img, roi) {
+ * pixels as the Python analyser's), presence}, or null when no face is there. `eyes` and
+ * `prev`: as irises() takes them (by default both irises are looked at). */
+export async function landmarksIn(models, img, roi, eyes = [0, 1], prev = null) {
   sampleRect(img, roi, MESH_SIDE, models.meshInput, 0, 1);
   const [points, flag] = await runModel(models.mesh, models.meshInput, [1, MESH_SIDE, MESH_SIDE, 3]);
   const presence = sigmoid(flag[0]);
@@ -199,14 +223,19 @@ export async function landmarksIn(models, img, roi) {
     const [x, y] = fromRect(roi, MESH_SIDE, points[3 * i], points[3 * i + 1]);
     lm[3 * i] = x; lm[3 * i + 1] = y; lm[3 * i + 2] = points[3 * i + 2] * zScale;
   }
-  lm.set(await irises(models, img, lm), 3 * MESH_POINTS);
+  lm.set(await irises(models, img, lm, eyes, prev), 3 * MESH_POINTS);
   return {landmarks: lm, presence};
 }
 
 /** Face Mesh's video mode: the last frame's landmarks give this frame's ROI; the detector
- * runs only when there is no face to follow (the first frame, or the face was lost). */
+ * runs only when there is no face to follow (the first frame, or the face was lost). While
+ * following, the iris model looks at one eye a frame, in turn (the other eye's iris moves
+ * with its corners): two iris runs were half the landmark stage's time, and a gaze a frame
+ * old is not visible at camera rates. */
 export class FaceTracker {
-  constructor(models, threshold = 0.5) { this.models = models; this.threshold = threshold; this.roi = null; }
+  constructor(models, threshold = 0.5) {
+    this.models = models; this.threshold = threshold; this.roi = null; this.prev = null; this.turn = 0;
+  }
 
   /** The main face of `img` ({box, score, landmarks}), or null. */
   async track(img) {
@@ -217,18 +246,23 @@ export class FaceTracker {
         if (!best) return null;
         this.roi = roiFromDetection(best);
       }
-      const found = await landmarksIn(this.models, img, this.roi);
+      // (the first frame followed from a detection looks at both eyes: the detector's ROI
+      // differs from the mesh's, and so do the irises found in it)
+      const prev = followed ? this.prev : null;
+      this.turn ^= 1;
+      const found = await landmarksIn(this.models, img, this.roi, [this.turn], prev);
       if (found) {
         this.roi = roiFromLandmarks(found.landmarks);
+        this.prev = followed ? found.landmarks : null;
         return {box: boxOf(found.landmarks), score: found.presence, landmarks: found.landmarks};
       }
-      this.roi = null;
+      this.roi = null; this.prev = null;
       if (!followed) return null; // lost while following: look for it again in this frame
     }
     return null;
   }
 
-  reset() { this.roi = null; }
+  reset() { this.roi = null; this.prev = null; }
 }
 
 /** The axis-aligned box of the landmarks (as the Python analyser's track()). */
