@@ -293,9 +293,9 @@ export function lastLiveFrame() {
 }
 
 /** The last live frame's pixels before and after fusion ({input, output}: RGB arrays, w, h,
- * box and landmarks of the tracked face, or null), from the Worker; null before the first
- * frame. The shutter fuses `input` with that face; tests compare input and output. */
+ * box and landmarks of the tracked face, or null), the output read back from the live
+ * view's canvas; null before the first frame. The shutter fuses `input` with that face;
+ * tests compare input and output. */
 export async function lastLiveFramePixels() {
-  if (!liveView) return null;
-  return (await liveView.worker.ask({type: 'last'}, 'last')).last;
+  return liveView ? liveView.lastPixels() : null;
 }

@@ -1,7 +1,8 @@
 // The camera path (issue #16), the page's side: the front camera, one frame at a time handed
 // to the live Worker (liveworker.js: LiteRT landmark tracking and every fusion stage run
-// there), the fused frame drawn onto a canvas. Frames are dropped, never queued: a frame
-// that arrives while one is in the Worker is only counted.
+// there), the fused frame drawn onto a canvas with WebGL2 (compositor.js). Frames are
+// dropped, never queued: a frame that arrives while one is in the Worker is only counted.
+import {LiveCompositor} from './compositor.js';
 import {BackendError} from './errors.js';
 
 export const LIVE_CROP = 320;
@@ -59,7 +60,9 @@ export class LiveWorker {
  * each starts from the newest ROI any of them found. */
 export class LiveView {
   constructor(workers, stream, canvas) {
-    this.workers = workers; this.worker = workers[0]; this.stream = stream; this.canvas = canvas;
+    this.workers = workers; this.stream = stream; this.canvas = canvas;
+    this.compositor = new LiveCompositor(canvas);
+    this.shown = null; // the answer drawn last (lastPixels() draws it again to read it)
     this.frames = []; this.dropped = 0; this.tracked = 0;
     this.free = [...workers]; this.pending = new Set(); this.running = true; this.last = null;
     this.seq = 0; this.shownSeq = -1; this.roi = undefined; this.roiSeq = -1;
@@ -121,33 +124,29 @@ export class LiveView {
     this.pending.add(flight);
     try {
       // A VideoFrame goes to the Worker (its pixels are copied out there without a canvas
-      // read-back); its clone is drawn here, and only the fused patch over it.
+      // read-back); they come back with the answer, and are drawn with the fusion.
       const useFrame = camera !== null || typeof VideoFrame !== 'undefined';
       const frame = camera ?? (useFrame ? new VideoFrame(this.video) : await createImageBitmap(this.video));
-      const shown = useFrame ? frame.clone() : null;
       const answer = await new Promise((resolve) => {
         worker.onFrame = resolve;
         worker.post({type: 'frame', frame, roi: this.roi}, [frame]);
       });
       worker.onFrame = null;
-      if (answer.error) { if (shown) shown.close(); throw answer.error; }
+      if (answer.error) throw answer.error;
       if (seq > this.roiSeq) { this.roi = answer.roi; this.roiSeq = seq; }
       if (this.running && seq > this.shownSeq) {
         this.shownSeq = seq;
-        const ctx = this.canvas.getContext('2d');
-        if (shown) ctx.drawImage(shown, 0, 0, this.canvas.width, this.canvas.height);
-        else ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
-        const {patch} = answer;
-        if (patch) ctx.putImageData(new ImageData(patch.data, patch.w, patch.h), patch.x0, patch.y0);
+        const t1 = performance.now();
+        this.compositor.draw(answer);
+        const drawn = performance.now() - t1;
+        this.shown = answer;
         this.last = {box: answer.box, w: this.canvas.width, h: this.canvas.height};
-        this.worker = worker; // the one that holds the frame shown (lastLiveFramePixels)
         if (answer.box) this.tracked++;
-        this.frames.push({end: performance.now(), ms: performance.now() - t0, stages: answer.stages});
+        this.frames.push({end: performance.now(), ms: performance.now() - t0, stages: {...answer.stages, draw: drawn}});
         if (this.frames.length > WINDOW) this.frames.shift();
       } else if (this.running) {
         this.dropped++; // overtaken by a newer frame from another Worker
       }
-      if (shown) shown.close();
     } catch (err) {
       this.error = err;
       console.warn(err);
@@ -182,12 +181,23 @@ export class LiveView {
     return result;
   }
 
+  /** The last frame shown, before and after fusion: {input, output (RGB arrays), w, h, box
+   * and landmarks of the tracked face}, or null before the first. */
+  lastPixels() {
+    const answer = this.shown;
+    if (!answer) return null;
+    const {data, w, h} = answer.frame;
+    const input = new Uint8ClampedArray(w * h * 3);
+    for (let i = 0, j = 0; i < input.length; i += 3, j += 4) { input[i] = data[j]; input[i + 1] = data[j + 1]; input[i + 2] = data[j + 2]; }
+    return {input, output: this.compositor.pixels(answer), w, h, box: answer.box ?? null, landmarks: answer.landmarks ?? null};
+  }
+
   /** Stop and release the camera; resolves once the frame in flight (if any) is back. */
   stop() {
     this.running = false;
     if (this.reader) this.reader.cancel().catch(() => {});
     for (const track of this.stream.getTracks()) track.stop();
     this.video.srcObject = null;
-    return Promise.all([...this.pending]);
+    return Promise.all([...this.pending]).then(() => this.compositor.release());
   }
 }

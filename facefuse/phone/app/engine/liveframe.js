@@ -1,8 +1,8 @@
 // One camera frame through the live path (runners/live.py): track the face from the last
 // frame (facemodels.js FaceTracker), fuse the prepared source into it on the 320 crop
-// (livefuse.js, the album stages restructured for a stream), and hand back the changed
-// pixels as RGBA. It runs in the live Worker
-// (liveworker.js), off the page's main thread.
+// (livefuse.js, the album stages restructured for a stream), and hand back the frame's
+// pixels with what the page's compositor (compositor.js) draws over them. It runs in the
+// live Worker (liveworker.js), off the page's main thread.
 import {FaceTracker, loadFaceModels} from './facemodels.js';
 import {fuseFace, Timings} from './fuseface.js';
 import {LiveFusion} from './livefuse.js';
@@ -19,14 +19,15 @@ export class LiveFuser {
   }
 
   /** Fuse into `rgba` (Uint8ClampedArray, w x h x 4): {box, landmarks (null without a
-   * face), stages, patch: the changed pixels {x0, y0, w, h, data RGBA} or null}. */
+   * face), stages, and what the compositor draws over the frame: `warp` (livefuse.js
+   * fieldAndChange) or `patch` (finished pixels {x0, y0, w, h, data RGBA}), or neither}. */
   async frame(rgba, w, h, roi) {
     const timings = new Timings();
     // `roi`: the newest ROI the page knows (another Worker's frame may be newer than this
     // one's last); undefined keeps this tracker's own.
     if (roi !== undefined) this.tracker.roi = roi;
     const face = await timings.stage('analyse', () => this.tracker.track({w, h, c: 4, data: rgba}));
-    if (!face) return {box: null, landmarks: null, stages: timings.ms, patch: null};
+    if (!face) return {box: null, landmarks: null, stages: timings.ms};
     const p = this.params;
     if (p.occlusion || p.feature_registration) {
       // Stages the live path has no restructured form of: the album's, on an RGB copy.
@@ -36,8 +37,8 @@ export class LiveFuser {
       const out = await fuseFace(this.engine, this.source, this.rgb, face, p, timings);
       return {box: face.box, landmarks: face.landmarks, stages: timings.ms, patch: out.changed ? patchOf(out, out.changed) : null};
     }
-    const patch = await this.fusion.fuse(this.engine, rgba, w, h, face, p, timings);
-    return {box: face.box, landmarks: face.landmarks, stages: timings.ms, patch};
+    const warp = await this.fusion.fuse(this.engine, rgba, w, h, face, p, timings);
+    return {box: face.box, landmarks: face.landmarks, stages: timings.ms, warp};
   }
 }
 
@@ -79,23 +80,21 @@ async function pixelsOf(frame, canvas) {
  * with {worker: false}, on the page itself. Messages: {type: 'init', base, contract,
  * faceModels, refinerUrl, refine} (load the models, once) -> 'ready'; {type: 'start', source,
  * params} -> 'started'; {type: 'params', params}; {type: 'frame', frame (a VideoFrame or
- * ImageBitmap, closed here), roi} -> {type: 'frame', box, stages, patch, roi (the next
- * frame's)}; {type: 'last'} -> the last frame's pixels before and after (RGB).
+ * ImageBitmap, closed here), roi} -> {type: 'frame', frame {data RGBA, w, h}, box,
+ * landmarks, stages, warp or patch, roi (the next frame's)}, its arrays in `transfer`.
  * A failure answers {type: 'error', message}. */
 export class LiveSession {
-  constructor() { this.engine = null; this.fuser = null; this.canvas = {value: null}; this.last = null; }
+  constructor() { this.engine = null; this.fuser = null; this.canvas = {value: null}; }
 
   async handle(msg) {
     try {
       if (msg.type === 'init') { await this.init(msg); return {type: 'ready'}; }
       if (msg.type === 'start') {
         this.fuser = new LiveFuser(this.engine, msg.source, msg.params);
-        this.last = null;
         return {type: 'started'};
       }
       if (msg.type === 'params') { if (this.fuser) this.fuser.params = msg.params; return null; }
       if (msg.type === 'frame') return await this.frame(msg.frame, msg.roi);
-      if (msg.type === 'last') return {type: 'last', last: this.lastPixels()};
       return null;
     } catch (err) {
       if (msg.frame) msg.frame.close();
@@ -120,26 +119,14 @@ export class LiveSession {
     const t0 = performance.now();
     const {data, w, h} = await pixelsOf(frame, this.canvas);
     const t1 = performance.now();
-    const {box, landmarks, stages, patch} = await this.fuser.frame(data, w, h, roi);
-    this.last = {input: data, patch, w, h, box, landmarks};
-    // 'pixels': the camera frame into a plain array (the page draws the frame itself and
-    // only the changed patch over it).
+    const {box, landmarks, stages, warp, patch} = await this.fuser.frame(data, w, h, roi);
+    // 'pixels': the camera frame into a plain array (handed on to the page, which draws it
+    // and the fusion over it).
     stages.pixels = t1 - t0;
-    return {type: 'frame', box, stages, patch, roi: this.fuser.tracker.roi};
-  }
-
-  lastPixels() {
-    if (!this.last) return null;
-    const rgb = (rgba) => {
-      const out = new Uint8ClampedArray((rgba.length / 4) * 3);
-      for (let i = 0, j = 0; i < out.length; i += 3, j += 4) { out[i] = rgba[j]; out[i + 1] = rgba[j + 1]; out[i + 2] = rgba[j + 2]; }
-      return out;
-    };
-    const {input, patch, w, h, box, landmarks} = this.last;
-    const output = input.slice();
-    if (patch) {
-      for (let y = 0; y < patch.h; y++) output.set(patch.data.subarray(y * patch.w * 4, (y + 1) * patch.w * 4), ((patch.y0 + y) * w + patch.x0) * 4);
-    }
-    return {input: rgb(input), output: rgb(output), w, h, box: box ?? null, landmarks: landmarks ?? null};
+    const transfer = [data.buffer];
+    if (warp) transfer.push(warp.nodes.buffer, warp.change.data.buffer);
+    if (patch) transfer.push(patch.data.buffer);
+    return {type: 'frame', frame: {data, w, h}, box, landmarks, stages, warp, patch,
+      roi: this.fuser.tracker.roi, transfer};
   }
 }

@@ -1,8 +1,9 @@
 // The live view's own fusion of one camera frame (issue #16): the album path's stages
 // (fuseface.js) restructured for a stream. What depends only on the source is kept from
 // startLive; the frame is sampled once, straight through the frame->crop similarity composed
-// with the mesh field (no aligned crop, no rounding passes), and the paste samples the frame
-// again through the same composed field; the colour/light match runs at half the crop's side
+// with the mesh field (no aligned crop, no rounding passes), and the paste (on the GPU:
+// compositor.js) samples the frame again through the same composed field; the colour/light
+// match runs at half the crop's side
 // and its change is upsampled (it is smooth); the crop-sized buffers are reused frame to
 // frame. The album path keeps its parity with Python; this one is measured against it
 // (bench phone-app's fidelity figure, tests/test_phone_live.py).
@@ -196,7 +197,8 @@ export class LiveFusion {
   }
 
   /** Fuse into the frame `rgba` (w x h, RGBA) the face `face` ({landmarks} in its pixels):
-   * the changed pixels {x0, y0, w, h, data RGBA} or null. */
+   * what the compositor draws over the frame (fieldAndChange), or null where nothing
+   * changes. */
   async fuse(engine, rgba, w, h, face, p, timings) {
     const {contract, size: S, n} = this;
     const box = {x0: 0, y0: 0, x1: S, y1: S};
@@ -251,22 +253,34 @@ export class LiveFusion {
     });
     fused = finished.data;
     return timings.stage('paste', () => {
-      const eps = contract.constants.region_eps; const face = tex.face.data; const D = this.delta; const T = this.tpl;
-      let regionBox = null;
-      for (let i = 0; i < S * S; i++) {
+      const change = this.change(tex.face.data, fused);
+      const box = union(geo.moved, change.box);
+      return box ? fieldAndChange(a, this.tplNodes, n, S, box, this.delta) : null;
+    });
+  }
+
+  /** The fused crop's change over the template inside the face, into this.delta (zero
+   * elsewhere); {box}: where there is any (inclusive ends), or null. */
+  change(face, fused) {
+    const {contract, size: S} = this;
+    const eps = contract.constants.region_eps; const D = this.delta; const T = this.tpl;
+    let box = null;
+    for (let y = 0; y < S; y++) {
+      let first = -1; let last = -1;
+      for (let x = 0, i = y * S; x < S; x++, i++) {
         if (face[i] > eps) {
           D[3 * i] = fused[3 * i] - T[3 * i]; D[3 * i + 1] = fused[3 * i + 1] - T[3 * i + 1]; D[3 * i + 2] = fused[3 * i + 2] - T[3 * i + 2];
-          const x = i % S; const y = (i - x) / S;
-          if (!regionBox) regionBox = {x0: x, y0: y, x1: x, y1: y};
-          if (x < regionBox.x0) regionBox.x0 = x; if (x > regionBox.x1) regionBox.x1 = x;
-          regionBox.y1 = y;
+          if (first < 0) first = x;
+          last = x;
         } else {
           D[3 * i] = 0; D[3 * i + 1] = 0; D[3 * i + 2] = 0;
         }
       }
-      const changed = union(geo.moved, regionBox);
-      return changed ? pastePatch(rgba, w, h, a, this.tplNodes, n, S, D, changed) : null;
-    });
+      if (first < 0) continue;
+      if (!box) box = {x0: first, y0: y, x1: last, y1: y};
+      box.x0 = Math.min(box.x0, first); box.x1 = Math.max(box.x1, last); box.y1 = y;
+    }
+    return {box};
   }
 
   /** Masks, the colour/light match (at half side) and the ratio mix into this.fused;
@@ -347,68 +361,22 @@ function union(a, b) {
   return {x0: Math.min(a.x0, b.x0), y0: Math.min(a.y0, b.y0), x1: Math.max(a.x1, b.x1), y1: Math.max(a.y1, b.y1)};
 }
 
-/** The frame's pixels over the crop box `c` (inclusive ends) moved by the template's field
- * plus the crop-space change `D`, as RGBA {x0, y0, w, h, data} (pasteBack, the field's
- * nodes taken straight to the frame's pixels). */
-function pastePatch(rgba, w, h, a, nodes, n, S, D, c) {
+/** What the compositor (compositor.js) needs to paste the fusion into the frame: the
+ * template's field nodes taken to the frame's pixels (Float32Array, x y per node), the
+ * frame -> crop similarity, the crop box `box` where anything changes (inclusive ends), and
+ * the change `D` over that box grown by a pixel (zeros there: its bilinear samples at the
+ * box's edge read them), as its own RGB array. */
+function fieldAndChange(a, nodes, n, S, box, D) {
   const T = a.toImage;
-  const corners = [[c.x0, c.y0], [c.x1 + 1, c.y0], [c.x0, c.y1 + 1], [c.x1 + 1, c.y1 + 1]]
-      .map(([x, y]) => [T[0][0] * x + T[0][1] * y + T[0][2], T[1][0] * x + T[1][1] * y + T[1][2]]);
-  const x0 = Math.max(0, Math.floor(Math.min(...corners.map((q) => q[0]))) - 2);
-  const y0 = Math.max(0, Math.floor(Math.min(...corners.map((q) => q[1]))) - 2);
-  const x1 = Math.min(w, Math.ceil(Math.max(...corners.map((q) => q[0]))) + 2);
-  const y1 = Math.min(h, Math.ceil(Math.max(...corners.map((q) => q[1]))) + 2);
-  if (x1 <= x0 || y1 <= y0) return null;
-  const pw = x1 - x0; const ph = y1 - y0;
-  const out = new Uint8ClampedArray(pw * ph * 4);
-  const C = a.toCrop; const step = S / (n - 1);
-  // The nodes in frame pixels.
-  const fx = new Float64Array(n * n); const fy = new Float64Array(n * n);
+  const xy = new Float32Array(2 * n * n);
   for (let i = 0; i < n * n; i++) {
-    fx[i] = T[0][0] * nodes.x[i] + T[0][1] * nodes.y[i] + T[0][2];
-    fy[i] = T[1][0] * nodes.x[i] + T[1][1] * nodes.y[i] + T[1][2];
+    xy[2 * i] = T[0][0] * nodes.x[i] + T[0][1] * nodes.y[i] + T[0][2];
+    xy[2 * i + 1] = T[1][0] * nodes.x[i] + T[1][1] * nodes.y[i] + T[1][2];
   }
-  const wm = w - 1; const hm = h - 1;
-  for (let ry = 0; ry < ph; ry++) {
-    const iy = ry + y0;
-    const cu = C[0][0]; const cv = C[1][0];
-    let u = C[0][0] * x0 + C[0][1] * iy + C[0][2] - cu; let v = C[1][0] * x0 + C[1][1] * iy + C[1][2] - cv;
-    for (let rx = 0; rx < pw; rx++) {
-      const ix = rx + x0; u += cu; v += cv;
-      const o = (ry * pw + rx) * 4; const src = (iy * w + ix) * 4;
-      out[o + 3] = 255;
-      if (!(u >= 0 && v >= 0 && u < S - 1 && v < S - 1)) {
-        out[o] = rgba[src]; out[o + 1] = rgba[src + 1]; out[o + 2] = rgba[src + 2];
-        continue;
-      }
-      // The field at (u, v): bilinear over the nodes (planField's fill, sampled off-grid).
-      const gu = u / step; const gv = v / step;
-      const nu = Math.min(gu | 0, n - 2); const nv = Math.min(gv | 0, n - 2); const au = gu - nu; const av = gv - nv;
-      const k00 = nv * n + nu; const k10 = k00 + n;
-      const n00 = (1 - au) * (1 - av); const n01 = au * (1 - av); const n10 = (1 - au) * av; const n11 = au * av;
-      const sx = fx[k00] * n00 + fx[k00 + 1] * n01 + fx[k10] * n10 + fx[k10 + 1] * n11;
-      const sy = fy[k00] * n00 + fy[k00 + 1] * n01 + fy[k10] * n10 + fy[k10 + 1] * n11;
-      // The change at (u, v), bilinear in the crop.
-      const u0 = u | 0; const v0 = v | 0; const bu = u - u0; const bv = v - v0;
-      const q00 = 3 * (v0 * S + u0); const q10 = q00 + 3 * S;
-      const d00 = (1 - bu) * (1 - bv); const d01 = bu * (1 - bv); const d10 = (1 - bu) * bv; const d11 = bu * bv;
-      // The frame at (sx, sy), bilinear, its border replicated.
-      let a0 = Math.floor(sx); let b0 = Math.floor(sy); const ax = sx - a0; const ay = sy - b0;
-      let a1 = a0 + 1; let b1 = b0 + 1;
-      if (a0 < 0 || b0 < 0 || a1 > wm || b1 > hm) {
-        a0 = a0 < 0 ? 0 : a0 > wm ? wm : a0; a1 = a1 < 0 ? 0 : a1 > wm ? wm : a1;
-        b0 = b0 < 0 ? 0 : b0 > hm ? hm : b0; b1 = b1 < 0 ? 0 : b1 > hm ? hm : b1;
-      }
-      const p00 = (b0 * w + a0) * 4; const p01 = (b0 * w + a1) * 4; const p10 = (b1 * w + a0) * 4; const p11 = (b1 * w + a1) * 4;
-      const w00 = (1 - ax) * (1 - ay); const w01 = ax * (1 - ay); const w10 = (1 - ax) * ay; const w11 = ax * ay;
-      // (the sums are clamped and rounded by the Uint8ClampedArray)
-      out[o] = rgba[p00] * w00 + rgba[p01] * w01 + rgba[p10] * w10 + rgba[p11] * w11 +
-        D[q00] * d00 + D[q00 + 3] * d01 + D[q10] * d10 + D[q10 + 3] * d11;
-      out[o + 1] = rgba[p00 + 1] * w00 + rgba[p01 + 1] * w01 + rgba[p10 + 1] * w10 + rgba[p11 + 1] * w11 +
-        D[q00 + 1] * d00 + D[q00 + 4] * d01 + D[q10 + 1] * d10 + D[q10 + 4] * d11;
-      out[o + 2] = rgba[p00 + 2] * w00 + rgba[p01 + 2] * w01 + rgba[p10 + 2] * w10 + rgba[p11 + 2] * w11 +
-        D[q00 + 2] * d00 + D[q00 + 5] * d01 + D[q10 + 2] * d10 + D[q10 + 5] * d11;
-    }
-  }
-  return {x0, y0, w: pw, h: ph, data: out};
+  const x0 = Math.max(0, box.x0 - 1); const y0 = Math.max(0, box.y0 - 1);
+  const x1 = Math.min(S - 1, box.x1 + 1); const y1 = Math.min(S - 1, box.y1 + 1);
+  const w = x1 - x0 + 1; const h = y1 - y0 + 1;
+  const data = new Float32Array(w * h * 3);
+  for (let y = 0; y < h; y++) data.set(D.subarray(3 * ((y0 + y) * S + x0), 3 * ((y0 + y) * S + x1 + 1)), 3 * y * w);
+  return {n, crop: S, nodes: xy, toCrop: a.toCrop, box, change: {x0, y0, w, h, data}};
 }

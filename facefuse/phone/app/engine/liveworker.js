@@ -6,5 +6,7 @@ const session = import('./liveframe.js').then(({LiveSession}) => new LiveSession
 
 self.onmessage = async ({data: msg}) => {
   const answer = await (await session).handle(msg);
-  if (answer) self.postMessage(answer); // the patch is copied: the session keeps it for 'last'
+  if (!answer) return;
+  const {transfer = [], ...data} = answer;
+  self.postMessage(data, transfer); // the frame's arrays move to the page, not copied
 };
