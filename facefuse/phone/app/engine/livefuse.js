@@ -108,19 +108,20 @@ function doubling(n) {
   return {i0, a};
 }
 
-/** Adds the half-side RGB image `half` (doubled, bilinear) to the box of `out` (a
- * size x size RGB crop) where `where` (a crop mask, or null: everywhere) is above zero,
- * each value clamped to 0..255 when `clamp`; `mix` (or null): the sum is then mixed into
- * `into` by that weight (into += mix * (sum - into)). */
-function addDoubled(half, out, size, box, where, into) {
+/** Adds the half-side RGB image `half` (doubled, bilinear; it covers the crop from
+ * `origin` {x0, y0} on) to the box `box` of `out` (a size x size RGB crop) where `where`
+ * (a crop mask, or null: everywhere) is above zero, each value clamped to 0..255; `into`
+ * (or null): the sum is then mixed into `into` by that weight
+ * (into += where * (sum - into)). */
+function addDoubled(half, origin, out, size, box, where, into) {
   const cols = doubling(half.w); const rows = doubling(half.h); const d = half.data; const hw = half.w;
   for (let y = box.y0; y < box.y1; y++) {
-    const ry = y - box.y0; const r0 = rows.i0[ry] * hw; const r1 = (rows.i0[ry] + (half.h > 1 ? 1 : 0)) * hw; const ay = rows.a[ry];
+    const ry = y - origin.y0; const r0 = rows.i0[ry] * hw; const r1 = (rows.i0[ry] + (half.h > 1 ? 1 : 0)) * hw; const ay = rows.a[ry];
     for (let x = box.x0; x < box.x1; x++) {
       const i = y * size + x;
       const m = where ? where[i] : 1;
       if (m <= 0) continue;
-      const rx = x - box.x0; const c0 = cols.i0[rx]; const c1 = c0 + (hw > 1 ? 1 : 0); const ax = cols.a[rx];
+      const rx = x - origin.x0; const c0 = cols.i0[rx]; const c1 = c0 + (hw > 1 ? 1 : 0); const ax = cols.a[rx];
       const w00 = (1 - ax) * (1 - ay); const w01 = ax * (1 - ay); const w10 = (1 - ax) * ay; const w11 = ax * ay;
       const p00 = 3 * (r0 + c0); const p01 = 3 * (r0 + c1); const p10 = 3 * (r1 + c0); const p11 = 3 * (r1 + c1);
       for (let k = 0; k < 3; k++) {
@@ -320,12 +321,12 @@ export class LiveFusion {
     const change = H.fused; change.w = srcHalf.w; change.h = srcHalf.h; change.c = 3;
     for (let i = 0; i < srcHalf.data.length; i++) change.data[i] = matched.data[i] - srcHalf.data[i];
     // fused += weight * (clip(source + change) - fused); the source's buffer is free after.
-    addDoubled(change, this.src, S, box, wt, this.fused);
+    addDoubled(change, box, this.src, S, box, wt, this.fused);
     return {face: faceImg, box};
   }
 
   /** The U-Net at half side (the refine stage's work side) on the mix, the face mask and
-   * the template; its change upsampled into this.fused. */
+   * the template; its change upsampled into this.fused, inside the face. */
   async refine(refiner, faceImg) {
     const S = this.size; const H = this.half; const all = {x0: 0, y0: 0, x1: S, y1: S};
     this.small ??= {w: 0, h: 0, c: 3, data: new Float32Array((S * S * 3) / 4)};
@@ -335,7 +336,9 @@ export class LiveFusion {
     const refined = await refine(refiner, small, mask, tpl, S / 2);
     const change = H.fused; change.w = small.w; change.h = small.h;
     for (let i = 0; i < refined.data.length; i++) change.data[i] = refined.data[i] - small.data[i];
-    addDoubled(change, this.fused, S, all, null, null);
+    // Added only where the paste reads the fused crop (the face mask above region_eps).
+    const region = evenBox(faceImg.data, S, this.contract.constants.region_eps, 0);
+    if (region) addDoubled(change, all, this.fused, S, region, null, null);
   }
 }
 
