@@ -811,8 +811,10 @@ def phone_app_live_markdown(r: dict[str, Any]) -> list[str]:
                      f"{x['faces_tracked']} | {x['frames_dropped']} | "
                      f"{x['heap_mb_before']:.1f} -> {x['heap_mb_after']:.1f} | "
                      f"{psnr} |")
+    # "paste": the Worker's hand-over of the field and the change; "draw": the page's
+    # WebGL2 draw of the frame and the fusion (the GPU's work is not in it)
     stages = [k for k in ("pixels", "analyse", "align", "geometry", "texture", "refine",
-                          "finish", "paste") if any(k in x["stages_ms"] for x in r["rows"])]
+                          "finish", "paste", "draw") if any(k in x["stages_ms"] for x in r["rows"])]
     lines += ["", "| live frame, ms (median) | " + " | ".join(stages) + " |",
               "|---|" + "---:|" * len(stages)]
     for x in r["rows"]:
