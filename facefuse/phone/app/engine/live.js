@@ -1,8 +1,7 @@
 // The camera path (issue #16), the page's side: the front camera, one frame at a time handed
 // to the live Worker (liveworker.js: LiteRT landmark tracking and every fusion stage run
 // there), the fused frame drawn onto a canvas with WebGL2 (compositor.js). Frames are
-// dropped, never queued: while every Worker is busy only the newest frame is kept (for the
-// first Worker back), and each one it replaces is counted as dropped.
+// dropped, never queued: a frame that arrives while one is in the Worker is only counted.
 import {LiveCompositor} from './compositor.js';
 import {BackendError} from './errors.js';
 
@@ -64,7 +63,6 @@ export class LiveView {
     this.workers = workers; this.stream = stream; this.canvas = canvas;
     this.compositor = new LiveCompositor(canvas);
     this.shown = null; // the answer drawn last (lastPixels() draws it again to read it)
-    this.newest = null; // the newest camera frame while every Worker is busy
     this.frames = []; this.dropped = 0; this.tracked = 0;
     this.free = [...workers]; this.pending = new Set(); this.running = true; this.last = null;
     this.seq = 0; this.shownSeq = -1; this.roi = undefined; this.roiSeq = -1;
@@ -92,17 +90,9 @@ export class LiveView {
       const stamp = got.value.timestamp; const fps = track.getSettings().frameRate || 30;
       if (this.stamp !== undefined) this.dropped += Math.max(0, Math.round(((stamp - this.stamp) * fps) / 1e6) - 1);
       this.stamp = stamp;
-      if (!this.running) { got.value.close(); break; }
-      if (!this.free.length) {
-        // Every Worker busy: keep this frame for the first to come back (a newer one
-        // replaces it), so a Worker never waits for the camera's next frame.
-        if (this.newest) { this.newest.close(); this.dropped++; }
-        this.newest = got.value;
-        continue;
-      }
+      if (!this.running || !this.free.length) { got.value.close(); if (this.running) this.dropped++; continue; }
       this.send(got.value);
     }
-    if (this.newest) { this.newest.close(); this.newest = null; }
   }
 
   schedule() {
@@ -164,10 +154,6 @@ export class LiveView {
       this.free.push(worker);
       this.pending.delete(flight);
       done();
-      if (this.newest) {
-        const next = this.newest; this.newest = null;
-        if (this.running) this.send(next); else next.close();
-      }
     }
   }
 
@@ -209,7 +195,6 @@ export class LiveView {
   /** Stop and release the camera; resolves once the frame in flight (if any) is back. */
   stop() {
     this.running = false;
-    if (this.newest) { this.newest.close(); this.newest = null; }
     if (this.reader) this.reader.cancel().catch(() => {});
     for (const track of this.stream.getTracks()) track.stop();
     this.video.srcObject = null;
