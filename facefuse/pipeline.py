@@ -206,7 +206,8 @@ class FaceFuser:
         with timings.stage("refine"):
             if params.refine and params.ratio > 0:
                 fused = self.refiner(params.backend)(fused, touch, tpl_warped,
-                                                     work_side=refine_side(size))
+                                                     work_side=refine_side(size),
+                                                     gate=tpl_trust)
         refined = fused
         with timings.stage("finish"):
             if params.ratio == 0:  # only the finishing touches may change the template

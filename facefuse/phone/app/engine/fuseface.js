@@ -86,7 +86,7 @@ export async function fuseFace(engine, src, image, face, p, timings) {
   }
   if (p.refine && p.ratio > 0) {
     if (!refiner) throw new BackendError('the U-Net refiner is not loaded: call loadEngine() without {refiner: false}, or set refine: false');
-    fused = await timings.stage('refine', () => refine(refiner, fused, touch, geo.tplWarped, refineSide(size, contract)));
+    fused = await timings.stage('refine', () => refine(refiner, fused, touch, geo.tplWarped, refineSide(size, contract), tplTrust));
   }
   fused = await timings.stage('finish', () => {
     let f = p.ratio === 0 ? geo.tplWarped : fused;
