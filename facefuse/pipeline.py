@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,16 @@ class PreparedSource:
     image: np.ndarray
     face: Face
     aligned: AlignedFace
+
+    @cached_property
+    def trust(self) -> np.ndarray:
+        """The occlusion trust map of the aligned source crop, in its own frame (warped to
+        each fused shape by the source's field). It depends on the source alone, so a video
+        or the camera computes it once, not once a frame."""
+        shape = self.aligned.landmarks[:, :2]
+        bare_face = texture.face_mask(shape, self.aligned.size)
+        return occlusion.trust_map(self.aligned.crop, shape,
+                                   texture.skin_mask(shape, self.aligned.size, bare_face))
 
 
 @dataclass
@@ -167,8 +178,8 @@ class FaceFuser:
             tpl_field = plan.field(tpl.landmarks, anchors)
             tpl_warped = tpl_field.apply(tpl.crop).astype(np.float32)
             if params.ratio > 0:
-                src_warped = plan.field(src.aligned.landmarks, anchors).apply(
-                    src.aligned.crop)
+                src_field = plan.field(src.aligned.landmarks, anchors)
+                src_warped = src_field.apply(src.aligned.crop)
                 # The features registered by their look, not only by the mesh.
                 src_lm = src.aligned.landmarks
                 passes = geometry.REGISTER_PASSES if params.feature_registration else 0
@@ -177,7 +188,8 @@ class FaceFuser:
                     if not any(s.any() for s in shifts.values()):
                         break
                     src_lm = geometry.register_landmarks(src_lm, shape, shifts)
-                    src_warped = plan.field(src_lm, anchors).apply(src.aligned.crop)
+                    src_field = plan.field(src_lm, anchors)
+                    src_warped = src_field.apply(src.aligned.crop)
         with timings.stage("texture"):
             region = texture.Region(params.region_scale, params.region_rotation,
                                     params.region_offset_x, params.region_offset_y)
@@ -187,7 +199,7 @@ class FaceFuser:
                 if params.occlusion:
                     bare_face = texture.face_mask(shape, size)
                     bare_skin = texture.skin_mask(shape, size, bare_face)
-                    src_trust = occlusion.trust_map(src_warped, shape, bare_skin)
+                    src_trust = src_field.apply(src.trust)
                     tpl_trust = occlusion.trust_map(tpl_warped, shape, bare_skin,
                                                     outline=bare_face)
                 comp = texture.mix(src_warped, tpl_warped, shape, params.ratio,
@@ -206,7 +218,8 @@ class FaceFuser:
         with timings.stage("refine"):
             if params.refine and params.ratio > 0:
                 fused = self.refiner(params.backend)(fused, touch, tpl_warped,
-                                                     work_side=refine_side(size))
+                                                     work_side=refine_side(size),
+                                                     gate=tpl_trust)
         refined = fused
         with timings.stage("finish"):
             if params.ratio == 0:  # only the finishing touches may change the template

@@ -140,6 +140,30 @@ def test_occlusion_switch_changes_only_the_mix(engine, astronaut, astronaut_temp
         assert float(tpl_diff[untrusted].mean()) < float(diff[untrusted].mean())
 
 
+def test_the_source_trust_map_is_computed_once_per_prepared_source(engine, astronaut,
+                                                                   astronaut_template,
+                                                                   monkeypatch):
+    """A video or the camera fuses one prepared source into every frame: the source's map
+    (in its own crop, warped by its field each frame) is computed once, the template's
+    once a frame."""
+    from facefuse.pipeline import Timings
+
+    calls: list[bool] = []
+    real = occlusion.trust_map
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("outline") is None)  # the template's map has an outline
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(occlusion, "trust_map", counted)
+    params = FusionParams(ratio=1.0, occlusion=True, crop_size=320)
+    prepared = engine.prepare_source(astronaut, params)
+    face = engine.analyzer.detect(astronaut_template)[0]
+    for _ in range(3):
+        engine.fuse_face(prepared, astronaut_template, face, params, Timings())
+    assert calls.count(True) == 1 and calls.count(False) == 3
+
+
 # --- real photos: every occluder type, on the source and on the template ----------------
 
 @pytest.fixture(scope="module")

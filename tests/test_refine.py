@@ -86,6 +86,43 @@ def test_runs_at_every_size_and_leaves_the_outside_alone(refiner, astronaut, siz
     assert refiner(image, mask).shape == image.shape  # no template: harmonize mode
 
 
+def test_the_gate_keeps_thin_occluders_untouched(refiner, engine, astronaut):
+    """Issue #13: at the work side (half the crop) thin rims kept on top, such as template
+    glasses, vanish from the mask, and the upsampled change bled onto them. On the
+    astronaut's recoloured face with drawn glasses, gated as the pipeline gates it (the
+    template's trust map: 0 on the glasses, and the mask is the face times it), nothing
+    changes where the gate is 0; where it is 1 the change is exactly the upsampled one."""
+    from facefuse.stages import occluders
+    from facefuse.stages.align import align_face
+    from facefuse.stages.refine import refine_side
+    from facefuse.stages.texture import face_mask
+
+    face = engine.analyzer.detect(astronaut)[0]
+    aligned = align_face(astronaut, face, 512)
+    face_soft = face_mask(aligned.landmarks, 512)
+    occ = occluders.make_occluder("glasses", aligned.crop, aligned.landmarks, None,
+                                  np.random.default_rng(3))
+    trust = 1.0 - occ.area.astype(np.float32)
+    mask = face_soft * trust
+    composite = _perturbed(aligned.crop, face_soft)
+    template = aligned.crop.astype(np.float32)
+    side = refine_side(512)
+    out = refiner(composite, mask, template, work_side=side, gate=trust)
+    # The change without the gate: refined at the work side, upsampled.
+    ungated = refiner(composite, mask, template, work_side=side)
+    rims = (trust == 0) & (face_soft > 0.5)
+    full = (trust == 1) & (face_soft > 0.5)
+    bled = np.abs(ungated - composite)[rims].mean()
+    print(f"rims {rims.sum()} px: ungated change {bled:.2f}, gated "
+          f"{np.abs(out - composite)[rims].max():.2f}; inside {full.sum()} px")
+    assert rims.sum() > 500 and full.sum() > 50_000
+    assert bled > 0.5  # it would have bled onto the rims (0.89 levels on average)
+    assert np.array_equal(out[trust == 0], composite[trust == 0])
+    assert np.abs(out[full] - ungated[full]).max() < 1e-3
+    assert np.array_equal(refiner(composite, mask, template, work_side=side, gate=None),
+                          ungated)
+
+
 def _perturbed(face: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """A recoloured, relit face region on its own surroundings."""
     f = face.astype(np.float32) / 255.0

@@ -165,11 +165,14 @@ class Refiner:
         self.path = path
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, template: np.ndarray | None = None,
-                 work_side: int | None = None) -> np.ndarray:
+                 work_side: int | None = None, gate: np.ndarray | None = None) -> np.ndarray:
         """Refined image (float 0..255). `template` (0..255, same size) is the face that
         was there before; None when there is none. With `work_side`, larger inputs are
         refined at that long side and the correction is upsampled: the network's change is
-        a smooth colour transform, so this keeps every detail at a fraction of the cost."""
+        a smooth colour transform, so this keeps every detail at a fraction of the cost.
+        `gate` (0..1, full size; None: 1) weights the change pixel by pixel: the pipeline
+        passes the template's trust map, since thin occluders kept on top (glasses rims)
+        vanish from the mask at the work side and the upsampled change would land on them."""
         h, w = image.shape[:2]
         if template is None:
             template = np.zeros(image.shape, np.float32)
@@ -182,8 +185,13 @@ class Refiner:
                      for a in (image, mask, template)]
             change = self._run(*small) - small[0]
             change = cv2.resize(change, (w, h), interpolation=cv2.INTER_LINEAR)
-            return np.clip(image + change, 0, 255)
-        return self._run(image, mask, template)
+            refined = np.clip(image + change, 0, 255)
+        else:
+            refined = self._run(image, mask, template)
+        if gate is None:
+            return refined
+        weight = np.clip(np.asarray(gate, np.float32), 0, 1)[..., None]
+        return image + weight * (refined - image)
 
     def _run(self, image: np.ndarray, mask: np.ndarray, template: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]

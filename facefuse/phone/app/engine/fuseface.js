@@ -43,7 +43,11 @@ export async function fuseFace(engine, src, image, face, p, timings) {
     const field = planField(plan, tplPts, anchors);
     const tplWarped = roundInPlace(applyField(field, tpl.crop));
     let srcPts = landmarkPoints(src.aligned.landmarks);
-    const warpSource = () => roundInPlace(applyField(planField(plan, srcPts, anchors), src.aligned.crop));
+    let srcField = null;
+    const warpSource = () => {
+      srcField = planField(plan, srcPts, anchors);
+      return roundInPlace(applyField(srcField, src.aligned.crop));
+    };
     let srcWarped = p.ratio > 0 ? warpSource() : null;
     // The features registered by their look, not only by the mesh.
     for (let pass = 0; srcWarped && p.feature_registration && pass < contract.register.passes; pass++) {
@@ -52,7 +56,7 @@ export async function fuseFace(engine, src, image, face, p, timings) {
       srcPts = registerPoints(srcPts, shape, shifts, contract.register);
       srcWarped = warpSource();
     }
-    return {shape, field, tplWarped, srcWarped};
+    return {shape, field, tplWarped, srcWarped, srcField};
   });
   const region = {scale: p.region_scale, rotation: p.region_rotation, offset_x: p.region_offset_x, offset_y: p.region_offset_y};
   let tplTrust = null;
@@ -65,7 +69,14 @@ export async function fuseFace(engine, src, image, face, p, timings) {
         const model = await engine.trustModel();
         const bareFace = faceMask(geo.shape, size, NO_REGION, contract);
         const bareSkin = skinMask(geo.shape, size, bareFace, contract);
-        const srcTrust = await trustMap(geo.srcWarped, geo.shape, bareSkin, contract, model);
+        // The source's map in its own crop, once per prepared source (PreparedSource.trust),
+        // warped by the source's field.
+        if (!src.trust) {
+          const own = landmarkPoints(src.aligned.landmarks);
+          const ownFace = faceMask(own, size, NO_REGION, contract);
+          src.trust = await trustMap(src.aligned.crop, own, skinMask(own, size, ownFace, contract), contract, model);
+        }
+        const srcTrust = applyField(geo.srcField, src.trust);
         tplTrust = await trustMap(geo.tplWarped, geo.shape, bareSkin, contract, model, bareFace);
         trusts.push(srcTrust, tplTrust);
       }
@@ -86,7 +97,7 @@ export async function fuseFace(engine, src, image, face, p, timings) {
   }
   if (p.refine && p.ratio > 0) {
     if (!refiner) throw new BackendError('the U-Net refiner is not loaded: call loadEngine() without {refiner: false}, or set refine: false');
-    fused = await timings.stage('refine', () => refine(refiner, fused, touch, geo.tplWarped, refineSide(size, contract)));
+    fused = await timings.stage('refine', () => refine(refiner, fused, touch, geo.tplWarped, refineSide(size, contract), tplTrust));
   }
   fused = await timings.stage('finish', () => {
     let f = p.ratio === 0 ? geo.tplWarped : fused;

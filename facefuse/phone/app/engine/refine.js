@@ -1,7 +1,7 @@
 // Refine: our U-Net (facefuse/models, the FP32 LiteRT file `facefuse export` writes) on
 // LiteRT.js's CPU (XNNPACK in WebAssembly), with manifest.json's pre/post-processing.
 // The file takes one fixed size; the crop is refined at half its side and the change
-// upsampled, as stages/refine.py does.
+// upsampled (and weighted by the template's trust map), as stages/refine.py does.
 import {compileModel, Tensor} from './litert.js';
 import {BackendError} from './errors.js';
 import {resizeArea, resizeLinear} from './raster.js';
@@ -64,18 +64,31 @@ async function runFixed(refiner, image, mask, template) {
   return out;
 }
 
-/** Refined crop (float 0..255) from the composite, its face mask and the template crop. */
-export async function refine(refiner, image, mask, template, workSide) {
+/** Refined crop (float 0..255) from the composite, its face mask and the template crop.
+ * `gate` (a full-size 0..1 image, or null) weights the change pixel by pixel, as in
+ * stages/refine.py: the pipeline passes the template's trust map, so the change upsampled
+ * from the work side does not land on thin occluders kept on top (glasses rims). */
+export async function refine(refiner, image, mask, template, workSide, gate = null) {
   workSide = Math.min(workSide || refiner.fixedSide, refiner.fixedSide);
   const {w, h} = image;
-  if (Math.max(w, h) <= workSide) return runFixed(refiner, image, mask, template);
-  const f = workSide / Math.max(w, h); const m = refiner.contract.constants.size_multiple;
-  const sw = Math.max(m, Math.round(w * f)); const sh = Math.max(m, Math.round(h * f));
-  const small = [image, mask, template].map((a) => resizeArea(a, sw, sh));
-  const refined = await runFixed(refiner, small[0], small[1], small[2]);
-  for (let i = 0; i < refined.data.length; i++) refined.data[i] -= small[0].data[i];
-  const change = resizeLinear(refined, w, h);
-  const out = {w, h, c: 3, data: new Float32Array(w * h * 3)};
-  for (let i = 0; i < out.data.length; i++) out.data[i] = Math.min(255, Math.max(0, image.data[i] + change.data[i]));
+  let out;
+  if (Math.max(w, h) <= workSide) {
+    out = await runFixed(refiner, image, mask, template);
+  } else {
+    const f = workSide / Math.max(w, h); const m = refiner.contract.constants.size_multiple;
+    const sw = Math.max(m, Math.round(w * f)); const sh = Math.max(m, Math.round(h * f));
+    const small = [image, mask, template].map((a) => resizeArea(a, sw, sh));
+    const refined = await runFixed(refiner, small[0], small[1], small[2]);
+    for (let i = 0; i < refined.data.length; i++) refined.data[i] -= small[0].data[i];
+    const change = resizeLinear(refined, w, h);
+    out = {w, h, c: 3, data: new Float32Array(w * h * 3)};
+    for (let i = 0; i < out.data.length; i++) out.data[i] = Math.min(255, Math.max(0, image.data[i] + change.data[i]));
+  }
+  if (gate) {
+    for (let i = 0; i < out.data.length; i++) {
+      const g = Math.min(1, Math.max(0, gate.data[(i / 3) | 0])); const v = image.data[i];
+      out.data[i] = v + g * (out.data[i] - v);
+    }
+  }
   return out;
 }
