@@ -1,9 +1,10 @@
 // The live view's last step on the GPU (issue #16): the camera frame, and over it the fused
 // face, drawn with WebGL2 onto the view's canvas. The Worker sends the frame's pixels, the
-// template's warp field (its nodes in frame pixels) and the fused crop's change over the
-// template; one fragment shader does what the CPU paste did per frame pixel: the field
-// between its nodes (bilinear), the frame sampled there (bilinear, border replicated) plus
-// the change sampled in the crop (bilinear). On a phone that is GPU work; on headless
+// template's warp field (how far it moves each grid node, in frame pixels) and the fused
+// crop's change over the template; one fragment shader does what the CPU paste did per
+// frame pixel: the field between its nodes (bilinear: the texture unit's filter), the frame
+// sampled there (bilinear, border replicated) plus the change sampled in the crop
+// (bilinear). On a phone that is GPU work; on headless
 // Chromium's SwiftShader it runs in the GPU process, off the page's and the Worker's
 // threads. The album path's fallback frames (occlusion, registration) come as a finished
 // RGBA patch and are drawn the same way.
@@ -20,7 +21,7 @@ const FRAGMENT = `#version 300 es
 precision highp float;
 precision highp int;
 uniform sampler2D frame;       // the camera frame, RGBA8, linear, clamped
-uniform highp sampler2D nodes; // the field's n x n nodes in frame pixels, RG32F
+uniform sampler2D shifts;      // how far the field moves its n x n nodes, frame pixels, RG16F
 uniform sampler2D change;      // the fused crop minus the template over deltaBox, RGB16F
 uniform sampler2D pixels;      // a finished RGBA patch (mode 2)
 uniform int mode;              // 0: the frame, 1: the field and the change, 2: the patch
@@ -47,12 +48,8 @@ void main() {
   vec2 uv = toCrop * vec3(p, 1.0);
   if (uv.x < 0.0 || uv.y < 0.0 || uv.x >= crop - 1.0 || uv.y >= crop - 1.0) return;
   if (uv.x < box.x || uv.y < box.y || uv.x >= box.z || uv.y >= box.w) return;
-  vec2 g = uv * float(n - 1) / crop;
-  ivec2 k = min(ivec2(g), ivec2(n - 2));
-  vec2 a = g - vec2(k);
-  vec2 top = mix(texelFetch(nodes, k, 0).xy, texelFetch(nodes, k + ivec2(1, 0), 0).xy, a.x);
-  vec2 bottom = mix(texelFetch(nodes, k + ivec2(0, 1), 0).xy, texelFetch(nodes, k + ivec2(1, 1), 0).xy, a.x);
-  vec2 s = mix(top, bottom, a.y);
+  // the field: the frame pixel itself plus the nodes' shifts, bilinear between them
+  vec2 s = p + texture(shifts, (uv * float(n - 1) / crop + 0.5) / float(n)).xy;
   vec3 moved = texture(frame, (s + 0.5) / size).rgb;
   vec3 d = texture(change, (uv - deltaBox.xy + 0.5) / deltaBox.zw).rgb;
   colour = vec4(moved + d / 255.0, 1.0);
@@ -91,9 +88,9 @@ export class LiveCompositor {
     gl.useProgram(program);
     this.program = program;
     this.uniform = (name) => gl.getUniformLocation(program, name);
-    this.textures = {frame: texture(gl, gl.LINEAR), nodes: texture(gl, gl.NEAREST),
+    this.textures = {frame: texture(gl, gl.LINEAR), shifts: texture(gl, gl.LINEAR),
       change: texture(gl, gl.LINEAR), pixels: texture(gl, gl.NEAREST)};
-    ['frame', 'nodes', 'change', 'pixels'].forEach((name, unit) => gl.uniform1i(this.uniform(name), unit));
+    ['frame', 'shifts', 'change', 'pixels'].forEach((name, unit) => gl.uniform1i(this.uniform(name), unit));
     gl.pixelStorei(gl.UNPACK_ALIGNMENT, 1);
   }
 
@@ -116,7 +113,7 @@ export class LiveCompositor {
     if (warp) {
       mode = 1;
       const {n, crop, toCrop: C, box, change} = warp;
-      this.upload(1, 'nodes', gl.RG32F, n, n, gl.RG, gl.FLOAT, warp.nodes);
+      this.upload(1, 'shifts', gl.RG16F, n, n, gl.RG, gl.FLOAT, warp.shifts);
       this.upload(2, 'change', gl.RGB16F, change.w, change.h, gl.RGB, gl.FLOAT, change.data);
       gl.uniformMatrix3x2fv(this.uniform('toCrop'), false, [C[0][0], C[1][0], C[0][1], C[1][1], C[0][2], C[1][2]]);
       gl.uniform4f(this.uniform('box'), box.x0, box.y0, box.x1 + 1, box.y1 + 1);

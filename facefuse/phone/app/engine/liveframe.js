@@ -124,7 +124,7 @@ export class LiveSession {
     // and the fusion over it).
     stages.pixels = t1 - t0;
     const transfer = [data.buffer];
-    if (warp) transfer.push(warp.nodes.buffer, warp.change.data.buffer);
+    if (warp) transfer.push(warp.shifts.buffer, warp.change.data.buffer);
     if (patch) transfer.push(patch.data.buffer);
     return {type: 'frame', frame: {data, w, h}, box, landmarks, stages, warp, patch,
       roi: this.fuser.tracker.roi, transfer};

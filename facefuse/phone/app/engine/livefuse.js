@@ -364,22 +364,24 @@ function union(a, b) {
   return {x0: Math.min(a.x0, b.x0), y0: Math.min(a.y0, b.y0), x1: Math.max(a.x1, b.x1), y1: Math.max(a.y1, b.y1)};
 }
 
-/** What the compositor (compositor.js) needs to paste the fusion into the frame: the
- * template's field nodes taken to the frame's pixels (Float32Array, x y per node), the
- * frame -> crop similarity, the crop box `box` where anything changes (inclusive ends), and
- * the change `D` over that box grown by a pixel (zeros there: its bilinear samples at the
- * box's edge read them), as its own RGB array. */
+/** What the compositor (compositor.js) needs to paste the fusion into the frame: how far
+ * the template's field moves each node, taken to frame pixels (Float32Array, x y per node:
+ * the field at a frame pixel is that pixel plus these shifts, bilinear between nodes, since
+ * the crop -> frame map is affine), the frame -> crop similarity, the crop box `box` where
+ * anything changes (inclusive ends), and the change `D` over that box grown by a pixel
+ * (zeros there: its bilinear samples at the box's edge read them), as its own RGB array. */
 function fieldAndChange(a, nodes, n, S, box, D) {
-  const T = a.toImage;
-  const xy = new Float32Array(2 * n * n);
+  const T = a.toImage; const step = S / (n - 1);
+  const shifts = new Float32Array(2 * n * n);
   for (let i = 0; i < n * n; i++) {
-    xy[2 * i] = T[0][0] * nodes.x[i] + T[0][1] * nodes.y[i] + T[0][2];
-    xy[2 * i + 1] = T[1][0] * nodes.x[i] + T[1][1] * nodes.y[i] + T[1][2];
+    const dx = nodes.x[i] - (i % n) * step; const dy = nodes.y[i] - Math.floor(i / n) * step;
+    shifts[2 * i] = T[0][0] * dx + T[0][1] * dy;
+    shifts[2 * i + 1] = T[1][0] * dx + T[1][1] * dy;
   }
   const x0 = Math.max(0, box.x0 - 1); const y0 = Math.max(0, box.y0 - 1);
   const x1 = Math.min(S - 1, box.x1 + 1); const y1 = Math.min(S - 1, box.y1 + 1);
   const w = x1 - x0 + 1; const h = y1 - y0 + 1;
   const data = new Float32Array(w * h * 3);
   for (let y = 0; y < h; y++) data.set(D.subarray(3 * ((y0 + y) * S + x0), 3 * ((y0 + y) * S + x1 + 1)), 3 * y * w);
-  return {n, crop: S, nodes: xy, toCrop: a.toCrop, box, change: {x0, y0, w, h, data}};
+  return {n, crop: S, shifts, toCrop: a.toCrop, box, change: {x0, y0, w, h, data}};
 }
