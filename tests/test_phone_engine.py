@@ -335,10 +335,14 @@ TRACK_JS = """async ([frames, modelDir]) => {
   const tracker = new M.FaceTracker(models, 0.5);
   const out = [];
   for (const [w, h, b64] of frames) {  // one after the other, as camera frames
-    const data = Uint8ClampedArray.from(atob(b64), (c) => c.charCodeAt(0));
-    const face = await tracker.track({w, h, c: 3, data});
+    const img = {w, h, c: 3, data: Uint8ClampedArray.from(atob(b64), (c) => c.charCodeAt(0))};
+    const roi = tracker.roi;
+    const face = await tracker.track(img);
+    // while following: the same ROI with the iris model on both eyes
+    const both = face && roi && await M.landmarksIn(models, img, roi);
     out.push(face && {landmarks: Array.from(face.landmarks), box: face.box,
-                      followed: tracker.roi !== null});
+                      followed: tracker.roi !== null,
+                      bothIrises: both ? Array.from(both.landmarks.slice(468 * 3)) : null});
   }
   return out;
 }"""
@@ -379,26 +383,6 @@ def test_litert_landmarks_follow_the_python_analyser(page, engine, astronaut, lo
             assert np.corrcoef(lm[:468, 2], expected[:468, 2])[0, 1] > 0.98  # depth alike
 
 
-CARRIED_IRIS_JS = """async ([frames, modelDir]) => {
-  const M = await import('/engine/facemodels.js');
-  const models = await M.loadFaceModels(location.origin + '/', {
-    detector: modelDir + 'face_detection_short_range.tflite',
-    mesh: modelDir + 'face_landmark.tflite', iris: modelDir + 'iris_landmark.tflite'});
-  const tracker = new M.FaceTracker(models, 0.5);
-  const out = [];
-  for (const [w, h, b64] of frames) {
-    const img = {w, h, c: 3, data: Uint8ClampedArray.from(atob(b64), (c) => c.charCodeAt(0))};
-    const roi = tracker.roi;
-    const face = await tracker.track(img);
-    // the same ROI with the iris model on both eyes
-    const both = roi && await M.landmarksIn(models, img, roi);
-    out.push(face && both && [Array.from(face.landmarks.slice(468 * 3)),
-                              Array.from(both.landmarks.slice(468 * 3))]);
-  }
-  return out;
-}"""
-
-
 @needs_browser
 def test_the_tracker_looks_at_one_iris_a_frame_and_carries_the_other(page, astronaut):
     """While following a face, the tracker runs the iris model on one eye a frame in turn and
@@ -411,8 +395,9 @@ def test_the_tracker_looks_at_one_iris_a_frame_and_carries_the_other(page, astro
         m = cv2.getRotationMatrix2D((w / 2, h / 2), 1.5 * i, 1 + 0.01 * i)
         m[:, 2] += (3 * i, -2 * i)
         frames.append(_frame(cv2.warpAffine(astronaut, m, (w, h), borderMode=cv2.BORDER_REFLECT)))
-    found = page.evaluate(CARRIED_IRIS_JS, [frames, "/models/mediapipe/"])
-    followed = [f for f in found[1:] if f is not None]
+    found = page.evaluate(TRACK_JS, [frames, "/models/mediapipe/"])
+    followed = [(f["landmarks"][468 * 3:], f["bothIrises"]) for f in found[1:]
+                if f is not None and f["bothIrises"] is not None]
     assert len(followed) == 7
     canon = np.asarray(contract.build_contract()["canonical_keypoints"])
     crop_iod = float(np.linalg.norm(canon[1] - canon[0])) * 320
