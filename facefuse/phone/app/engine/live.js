@@ -61,7 +61,12 @@ export class LiveWorker {
 export class LiveView {
   constructor(workers, stream, canvas) {
     this.workers = workers; this.stream = stream; this.canvas = canvas;
-    this.compositor = new LiveCompositor(canvas);
+    try {
+      this.compositor = new LiveCompositor(canvas);
+    } catch (err) {
+      for (const track of stream.getTracks()) track.stop(); // no WebGL2: the camera goes off again
+      throw err;
+    }
     this.shown = null; // the answer drawn last (lastPixels() draws it again to read it)
     this.frames = []; this.dropped = 0; this.tracked = 0;
     this.free = [...workers]; this.pending = new Set(); this.running = true; this.last = null;
