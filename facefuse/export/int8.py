@@ -30,7 +30,7 @@ class RecordingRefiner:
     inputs: list
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, template: np.ndarray | None = None,
-                 work_side: int | None = None) -> np.ndarray:
+                 work_side: int | None = None, gate: np.ndarray | None = None) -> np.ndarray:
         tpl = np.zeros(image.shape, np.float32) if template is None else template
         self.inputs.append((np.asarray(image, np.float32).copy(),
                             np.asarray(mask, np.float32).copy(),
