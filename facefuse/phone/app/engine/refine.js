@@ -34,14 +34,16 @@ async function runFixed(refiner, image, mask, template) {
   const S = refiner.fixedSide; const {w, h} = image;
   const plane = S * S;
   const x = new Float32Array(3 * plane); const t = new Float32Array(3 * plane); const m = new Float32Array(plane);
+  const unit = (v) => Math.min(255, Math.max(0, v)) / 255;
+  const cols = Int32Array.from({length: S}, (_, xx) => padIndex(xx, w)); // per column, once
+  const img = image.data; const tpl = template.data; const msk = mask.data;
   for (let yy = 0; yy < S; yy++) {
-    for (let xx = 0; xx < S; xx++) {
-      const sy = padIndex(yy, h); const sx = padIndex(xx, w); const i = sy * w + sx; const o = yy * S + xx;
-      for (let k = 0; k < 3; k++) {
-        x[k * plane + o] = Math.min(255, Math.max(0, image.data[3 * i + k])) / 255;
-        t[k * plane + o] = Math.min(255, Math.max(0, template.data[3 * i + k])) / 255;
-      }
-      m[o] = yy < h && xx < w ? Math.min(1, Math.max(0, mask.data[i])) : 0;
+    const row = padIndex(yy, h) * w;
+    for (let xx = 0, o = yy * S; xx < S; xx++, o++) {
+      const i = row + cols[xx]; const p = 3 * i;
+      x[o] = unit(img[p]); x[plane + o] = unit(img[p + 1]); x[2 * plane + o] = unit(img[p + 2]);
+      t[o] = unit(tpl[p]); t[plane + o] = unit(tpl[p + 1]); t[2 * plane + o] = unit(tpl[p + 2]);
+      m[o] = yy < h && xx < w ? Math.min(1, Math.max(0, msk[i])) : 0;
     }
   }
   const inputs = {image: new Tensor(x, [1, 3, S, S]), mask: new Tensor(m, [1, 1, S, S]),
@@ -56,9 +58,10 @@ async function runFixed(refiner, image, mask, template) {
   const y = result.toTypedArray();
   for (const tensor of Object.values(outputs)) tensor.delete();
   const out = {w, h, c: 3, data: new Float32Array(w * h * 3)};
+  const o = out.data; const byte = (v) => Math.min(255, Math.max(0, v * 255));
   for (let yy = 0; yy < h; yy++) {
-    for (let xx = 0; xx < w; xx++) {
-      for (let k = 0; k < 3; k++) out.data[(yy * w + xx) * 3 + k] = Math.min(255, Math.max(0, y[k * plane + yy * S + xx] * 255));
+    for (let xx = 0, q = yy * S, p = 3 * yy * w; xx < w; xx++, q++, p += 3) {
+      o[p] = byte(y[q]); o[p + 1] = byte(y[plane + q]); o[p + 2] = byte(y[2 * plane + q]);
     }
   }
   return out;
