@@ -300,6 +300,28 @@ def test_faces_are_numbered_largest_first_and_nothing_leaves_the_origin(page, en
 
 
 @needs_browser
+def test_live_view_without_webgl2_says_so_and_turns_the_camera_off(page, astronaut_template):
+    """The live view draws with WebGL2 (compositor.js): where a browser offers none, startLive
+    fails with a BackendError that says so, and the camera it opened is off again."""
+    got = page.evaluate("""async (b) => {
+        const blob = new Blob([Uint8Array.from(atob(b), (c) => c.charCodeAt(0))]);
+        const canvas = document.createElement('canvas');
+        const plain = canvas.getContext.bind(canvas);
+        canvas.getContext = (kind, opts) => (kind === 'webgl2' ? null : plain(kind, opts));
+        const stream = await navigator.mediaDevices.getUserMedia({video: true});
+        try {
+            await window.facefuse.startLive(blob, {ratio: 1.0}, {canvas, stream});
+            return {error: null};
+        } catch (err) {
+            return {error: err.name, message: err.message,
+                    tracks: stream.getTracks().map((t) => t.readyState)};
+        }
+    }""", b64(png_bytes(astronaut_template)))
+    assert got["error"] == "BackendError" and "WebGL2" in got["message"]
+    assert got["tracks"] and all(state == "ended" for state in got["tracks"])
+
+
+@needs_browser
 def test_live_view_fuses_the_camera_face_and_keeps_the_background(page, astronaut_template):
     """Issue #16's engine side: startLive on Chromium's fake camera (a clip of the astronaut)
     with another face as the source gives fused frames; stats() counts them."""
