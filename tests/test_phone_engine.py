@@ -322,6 +322,48 @@ def test_live_view_without_webgl2_says_so_and_turns_the_camera_off(page, astrona
 
 
 @needs_browser
+def test_live_view_comes_back_after_losing_its_webgl_context(page, astronaut_template):
+    """A phone may take a page's WebGL context back (the app in the background): the live
+    view skips drawing while it is gone and fuses and draws again once it is restored."""
+    got = page.evaluate("""async (b) => {
+        const blob = new Blob([Uint8Array.from(atob(b), (c) => c.charCodeAt(0))]);
+        const {canvas} = await window.facefuse.startLive(blob, {ratio: 1.0});
+        const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+        const fused = async () => {
+            for (let i = 0; i < 600; i++) {
+                const f = window.facefuse.lastLiveFrame()?.box
+                    && await window.facefuse.lastLiveFramePixels();
+                if (f && f.box) return f.input.some((v, k) => v !== f.output[k]);
+                await wait(200);
+            }
+            return false;
+        };
+        try {
+            const before = await fused();
+            const lose = canvas.getContext('webgl2').getExtension('WEBGL_lose_context');
+            lose.loseContext();
+            await wait(300);
+            let whileLost = null;
+            try {
+                await window.facefuse.lastLiveFramePixels();
+            } catch (err) {
+                whileLost = err.name;
+            }
+            window.facefuse.stats();
+            lose.restoreContext();
+            await wait(1500);
+            const framesAfter = window.facefuse.stats().frames;
+            return {before, whileLost, framesAfter, after: await fused()};
+        } finally {
+            await window.facefuse.stopLive();
+        }
+    }""", b64(png_bytes(astronaut_template)))
+    assert got["before"] and got["after"], got
+    assert got["whileLost"] == "BackendError"
+    assert got["framesAfter"] >= 1
+
+
+@needs_browser
 def test_live_view_fuses_the_camera_face_and_keeps_the_background(page, astronaut_template):
     """Issue #16's engine side: startLive on Chromium's fake camera (a clip of the astronaut)
     with another face as the source gives fused frames; stats() counts them."""

@@ -74,12 +74,24 @@ function texture(gl, filter) {
   return t;
 }
 
-/** Draws live frames onto `canvas` (its WebGL2 context). */
+/** Draws live frames onto `canvas` (its WebGL2 context). A lost context (a phone takes it
+ * back from a page in the background, say) skips frames until the browser restores it,
+ * then the program and textures are made again. */
 export class LiveCompositor {
   constructor(canvas) {
     const gl = canvas.getContext('webgl2', {alpha: false, antialias: false, depth: false, preserveDrawingBuffer: false});
     if (!gl) throw new BackendError('the live view needs WebGL2, which this browser does not offer');
-    this.canvas = canvas; this.gl = gl;
+    this.canvas = canvas; this.gl = gl; this.lost = false;
+    this.onLost = (e) => { e.preventDefault(); this.lost = true; }; // preventDefault: ask for it back
+    this.onRestored = () => { this.setup(); this.lost = false; };
+    canvas.addEventListener('webglcontextlost', this.onLost);
+    canvas.addEventListener('webglcontextrestored', this.onRestored);
+    this.setup();
+  }
+
+  /** The program, its textures and their units (again after a lost context). */
+  setup() {
+    const {gl} = this;
     const program = gl.createProgram();
     gl.attachShader(program, compile(gl, gl.VERTEX_SHADER, VERTEX));
     gl.attachShader(program, compile(gl, gl.FRAGMENT_SHADER, FRAGMENT));
@@ -105,6 +117,7 @@ export class LiveCompositor {
    * and the change) or `patch` (finished RGBA pixels), or neither (no face). */
   draw({frame, warp, patch}) {
     const {gl, canvas} = this;
+    if (this.lost) return;
     if (canvas.width !== frame.w || canvas.height !== frame.h) { canvas.width = frame.w; canvas.height = frame.h; }
     gl.viewport(0, 0, frame.w, frame.h);
     this.upload(0, 'frame', gl.RGBA8, frame.w, frame.h, gl.RGBA, gl.UNSIGNED_BYTE, frame.data);
@@ -131,7 +144,10 @@ export class LiveCompositor {
 
   /** Free the program and textures (the canvas keeps its context for the next view). */
   release() {
-    const {gl} = this;
+    const {gl, canvas} = this;
+    canvas.removeEventListener('webglcontextlost', this.onLost);
+    canvas.removeEventListener('webglcontextrestored', this.onRestored);
+    if (this.lost) return; // nothing left to free
     for (const t of Object.values(this.textures)) gl.deleteTexture(t);
     gl.deleteProgram(this.program);
   }
@@ -139,6 +155,7 @@ export class LiveCompositor {
   /** What draw() put on the canvas, as RGB rows from the top (read back at once: the
    * canvas keeps no drawing buffer once shown). */
   pixels(answer) {
+    if (this.lost) throw new BackendError('the live view lost its WebGL context for now: the browser gives it back by itself');
     this.draw(answer);
     const {gl} = this; const {w, h} = answer.frame;
     const rgba = new Uint8Array(w * h * 4);
