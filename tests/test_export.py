@@ -149,3 +149,19 @@ def test_small_export_is_complete_consistent_and_described(tmp_path, london):
     assert (tmp_path / "consistency.md").read_text().count("| yes |") >= 14
     assert [c["ok"] for c in report["coreml"]] == [True, True]
     assert "not executed" in (tmp_path / "consistency.md").read_text()
+
+
+def test_calibration_capture_stops_with_a_clear_error_where_no_pair_fuses(tmp_path):
+    """The INT8 calibration takes another pair when a photo shows no face, but a folder
+    where no pair fuses ends with a typed error instead of trying forever (and an error that
+    is not about the photos is not swallowed)."""
+    from skimage import data as skdata
+
+    from facefuse.export.int8 import capture_refiner_inputs
+    from facefuse.imageio import save_image
+
+    scene = skdata.coffee()[::4, ::4]  # a real photo, no face
+    for person in ("001", "002", "003"):
+        save_image(tmp_path / f"{person}_03.jpg", scene)
+    with pytest.raises(BackendError, match="gave no fusion"):
+        capture_refiner_inputs(tmp_path, {"001", "002", "003"}, count=1, size=320)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BackendError, ImageError, NoFaceError
 from ..stages.refine import INPUT_IMAGE, INPUT_MASK, INPUT_TEMPLATE, Refiner
 
 SENSITIVE_NODES = ("/stem/stem.0/Conv", "/head/Conv")
@@ -49,6 +50,7 @@ def capture_refiner_inputs(data_dir: Path, identities: set[str], count: int, siz
     rng = np.random.default_rng(seed)
     photos = [p for p in find_photos(data_dir) if person_id(p) in identities]
     recorder = RecordingRefiner([])
+    skipped = 0
     with FaceFuser() as engine:
         engine.set_refiner("ort-fp32", recorder)
         while len(recorder.inputs) < count:
@@ -59,8 +61,11 @@ def capture_refiner_inputs(data_dir: Path, identities: set[str], count: int, siz
                                   shape_ratio=float(rng.uniform(0.0, 1.0)), crop_size=size)
             try:
                 engine.fuse(src, photos[tpl_path], params)
-            except Exception:  # a photo without a usable face: take another pair
-                continue
+            except (NoFaceError, ImageError) as err:  # no usable face: take another pair
+                skipped += 1
+                if skipped > max(100, 4 * count):  # not a few odd photos: say what went wrong
+                    raise BackendError(f"calibration capture: {skipped} pairs in {data_dir} "
+                                       f"gave no fusion (last: {err})") from err
     return recorder.inputs[:count]
 
 
