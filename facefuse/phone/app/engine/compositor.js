@@ -99,7 +99,11 @@ export class LiveCompositor {
     if (!gl.getProgramParameter(program, gl.LINK_STATUS)) throw new BackendError(`live view shader: ${gl.getProgramInfoLog(program)}`);
     gl.useProgram(program);
     this.program = program;
-    this.uniform = (name) => gl.getUniformLocation(program, name);
+    const locations = new Map(); // looked up once per program
+    this.uniform = (name) => {
+      if (!locations.has(name)) locations.set(name, gl.getUniformLocation(program, name));
+      return locations.get(name);
+    };
     this.textures = {frame: texture(gl, gl.LINEAR), shifts: texture(gl, gl.LINEAR),
       change: texture(gl, gl.LINEAR), pixels: texture(gl, gl.NEAREST)};
     ['frame', 'shifts', 'change', 'pixels'].forEach((name, unit) => gl.uniform1i(this.uniform(name), unit));

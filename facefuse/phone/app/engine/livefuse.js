@@ -162,6 +162,7 @@ export class LiveFusion {
     const px = size * size;
     this.tplNodes = {x: new Float64Array(n * n), y: new Float64Array(n * n)};
     this.srcNodes = {x: new Float64Array(n * n), y: new Float64Array(n * n)};
+    this.levelNodes = {x: new Float64Array(n * n), y: new Float64Array(n * n)}; // tplNodes in the level's pixels
     this.tpl = new Float32Array(px * 3); this.src = new Float32Array(px * 3);
     this.fused = new Float32Array(px * 3); this.delta = new Float32Array(px * 3);
     this.weight = new Float32Array(px); this.landmarks = null;
@@ -231,12 +232,12 @@ export class LiveFusion {
       const T = a.toImage; const V = a.level.toLevel;
       const M = [[V[0][0] * T[0][0], V[0][0] * T[0][1], V[0][0] * T[0][2] + V[0][2]],
         [V[1][1] * T[1][0], V[1][1] * T[1][1], V[1][1] * T[1][2] + V[1][2]]];
-      const lx = new Float64Array(n * n); const ly = new Float64Array(n * n);
+      const lv = this.levelNodes;
       for (let i = 0; i < n * n; i++) {
-        lx[i] = M[0][0] * nodes.x[i] + M[0][1] * nodes.y[i] + M[0][2];
-        ly[i] = M[1][0] * nodes.x[i] + M[1][1] * nodes.y[i] + M[1][2];
+        lv.x[i] = M[0][0] * nodes.x[i] + M[0][1] * nodes.y[i] + M[0][2];
+        lv.y[i] = M[1][0] * nodes.x[i] + M[1][1] * nodes.y[i] + M[1][2];
       }
-      warpNodes(a.level.img, {x: lx, y: ly}, this.table, n, S, box, this.tpl);
+      warpNodes(a.level.img, lv, this.table, n, S, box, this.tpl);
       return {shape, plan, anchors, moved};
     });
     const region = {scale: p.region_scale, rotation: p.region_rotation, offset_x: p.region_offset_x, offset_y: p.region_offset_y};
@@ -292,6 +293,9 @@ export class LiveFusion {
     const fm = faceImg.data; const wt = this.weight;
     this.fused.set(this.tpl);
     if (p.ratio === 0) { wt.fill(1); return {face: faceImg, box: null}; }
+    // Where the paste reads the fused crop (the face mask above region_eps): the U-Net's
+    // change is added only there.
+    this.region = evenBox(fm, S, contract.constants.region_eps, 0);
     const open = mouthOpenRatio(face.landmarks, contract.landmarks) > contract.constants.mouth_open_threshold;
     const mouth = open ? mouthMask(geo.shape, S, contract).data : null;
     for (let i = 0; i < S * S; i++) wt[i] = Math.fround(p.ratio * fm[i]) * (mouth ? 1 - mouth[i] : 1);
@@ -326,7 +330,8 @@ export class LiveFusion {
   }
 
   /** The U-Net at half side (the refine stage's work side) on the mix, the face mask and
-   * the template; its change upsampled into this.fused, inside the face. */
+   * the template; its change upsampled into this.fused, inside the face (this.region, from
+   * texture()). */
   async refine(refiner, faceImg) {
     const S = this.size; const H = this.half; const all = {x0: 0, y0: 0, x1: S, y1: S};
     this.small ??= {w: 0, h: 0, c: 3, data: new Float32Array((S * S * 3) / 4)};
@@ -336,9 +341,7 @@ export class LiveFusion {
     const refined = await refine(refiner, small, mask, tpl, S / 2);
     const change = H.fused; change.w = small.w; change.h = small.h;
     for (let i = 0; i < refined.data.length; i++) change.data[i] = refined.data[i] - small.data[i];
-    // Added only where the paste reads the fused crop (the face mask above region_eps).
-    const region = evenBox(faceImg.data, S, this.contract.constants.region_eps, 0);
-    if (region) addDoubled(change, all, this.fused, S, region, null, null);
+    if (this.region) addDoubled(change, all, this.fused, S, this.region, null, null);
   }
 }
 
