@@ -49,22 +49,27 @@ export function sampleRect(img, rect, n, out, lo, hi, fill = null, flip = false)
   const half = (n - 1) / 2;
   const ox = rect.cx - half * ux - half * vx - 0.5; const oy = rect.cy - half * uy - half * vy - 0.5;
   const fillValue = fill === null ? 0 : lo + fill * k;
+  const rowStride = w * c;
   for (let v = 0; v < n; v++) {
     for (let u = 0; u < n; u++) {
       const uu = flip ? n - 1 - u : u;
       const fx = ox + uu * ux + v * vx; const fy = oy + uu * uy + v * vy;
       const o = (v * n + u) * 3;
-      if (fill !== null && (fx < -0.5 || fy < -0.5 || fx > w - 0.5 || fy > h - 0.5)) {
-        out[o] = fillValue; out[o + 1] = fillValue; out[o + 2] = fillValue;
-        continue;
-      }
       let x0 = Math.floor(fx); let y0 = Math.floor(fy);
       let ax = fx - x0; let ay = fy - y0;
-      if (x0 < 0) { x0 = 0; ax = 0; } else if (x0 >= w - 1) { x0 = w - 1; ax = 0; }
-      if (y0 < 0) { y0 = 0; ay = 0; } else if (y0 >= h - 1) { y0 = h - 1; ay = 0; }
-      const x1 = ax > 0 ? x0 + 1 : x0; const y1 = ay > 0 ? y0 + 1 : y0;
-      const p00 = (y0 * w + x0) * c; const p01 = (y0 * w + x1) * c;
-      const p10 = (y1 * w + x0) * c; const p11 = (y1 * w + x1) * c;
+      let p00; let p01; let p10; let p11;
+      if (x0 >= 0 && y0 >= 0 && x0 < w - 1 && y0 < h - 1) { // all four taps inside: most pixels
+        p00 = y0 * rowStride + x0 * c; p01 = p00 + c; p10 = p00 + rowStride; p11 = p10 + c;
+      } else {
+        if (fill !== null && (fx < -0.5 || fy < -0.5 || fx > w - 0.5 || fy > h - 0.5)) {
+          out[o] = fillValue; out[o + 1] = fillValue; out[o + 2] = fillValue;
+          continue;
+        }
+        if (x0 < 0) { x0 = 0; ax = 0; } else if (x0 >= w - 1) { x0 = w - 1; ax = 0; }
+        if (y0 < 0) { y0 = 0; ay = 0; } else if (y0 >= h - 1) { y0 = h - 1; ay = 0; }
+        const x1 = ax > 0 ? x0 + 1 : x0; const y1 = ay > 0 ? y0 + 1 : y0;
+        p00 = (y0 * w + x0) * c; p01 = (y0 * w + x1) * c; p10 = (y1 * w + x0) * c; p11 = (y1 * w + x1) * c;
+      }
       for (let ch = 0; ch < 3; ch++) {
         const top = data[p00 + ch] + (data[p01 + ch] - data[p00 + ch]) * ax;
         const bot = data[p10 + ch] + (data[p11 + ch] - data[p10 + ch]) * ax;

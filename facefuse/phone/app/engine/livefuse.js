@@ -50,7 +50,7 @@ function cellTable(size, n, step) {
 export function warpNodes(img, nodes, table, n, size, box, out) {
   const {data, w, h, stride} = img; const {cell, frac} = table;
   const nx = nodes.x; const ny = nodes.y;
-  const wm = w - 1; const hm = h - 1;
+  const wm = w - 1; const hm = h - 1; const rowStride = w * stride;
   const rx = new Float64Array(n); const ry = new Float64Array(n); // this row's nodes, blended in y
   for (let y = box.y0; y < box.y1; y++) {
     const r0 = cell[y] * n; const ay = frac[y];
@@ -62,14 +62,15 @@ export function warpNodes(img, nodes, table, n, size, box, out) {
     for (let x = box.x0; x < box.x1; x++, o += 3) {
       const c = cell[x]; const ax = frac[x];
       const fx = rx[c] + ax * (rx[c + 1] - rx[c]); const fy = ry[c] + ax * (ry[c + 1] - ry[c]);
-      let x0 = Math.floor(fx); let y0 = Math.floor(fy); const bx = fx - x0; const by = fy - y0;
-      let x1 = x0 + 1; let y1 = y0 + 1;
-      if (x0 < 0 || y0 < 0 || x1 > wm || y1 > hm) {
-        x0 = x0 < 0 ? 0 : x0 > wm ? wm : x0; x1 = x1 < 0 ? 0 : x1 > wm ? wm : x1;
-        y0 = y0 < 0 ? 0 : y0 > hm ? hm : y0; y1 = y1 < 0 ? 0 : y1 > hm ? hm : y1;
+      const x0 = Math.floor(fx); const y0 = Math.floor(fy); const bx = fx - x0; const by = fy - y0;
+      let p00; let p01; let p10; let p11;
+      if (x0 >= 0 && y0 >= 0 && x0 < wm && y0 < hm) { // all four taps inside: most pixels
+        p00 = y0 * rowStride + x0 * stride; p01 = p00 + stride; p10 = p00 + rowStride; p11 = p10 + stride;
+      } else {
+        const xa = x0 < 0 ? 0 : x0 > wm ? wm : x0; const xb = x0 + 1 < 0 ? 0 : x0 + 1 > wm ? wm : x0 + 1;
+        const ya = y0 < 0 ? 0 : y0 > hm ? hm : y0; const yb = y0 + 1 < 0 ? 0 : y0 + 1 > hm ? hm : y0 + 1;
+        p00 = ya * rowStride + xa * stride; p01 = ya * rowStride + xb * stride; p10 = yb * rowStride + xa * stride; p11 = yb * rowStride + xb * stride;
       }
-      const p00 = (y0 * w + x0) * stride; const p01 = (y0 * w + x1) * stride;
-      const p10 = (y1 * w + x0) * stride; const p11 = (y1 * w + x1) * stride;
       const v00 = (1 - bx) * (1 - by); const v01 = bx * (1 - by); const v10 = (1 - bx) * by; const v11 = bx * by;
       out[o] = data[p00] * v00 + data[p01] * v01 + data[p10] * v10 + data[p11] * v11;
       out[o + 1] = data[p00 + 1] * v00 + data[p01 + 1] * v01 + data[p10 + 1] * v10 + data[p11 + 1] * v11;
@@ -155,8 +156,10 @@ export class LiveFusion {
   constructor(contract, source, size) {
     this.contract = contract; this.size = size;
     this.srcLm = source.aligned.landmarks; this.srcPts = landmarkPoints(source.aligned.landmarks);
+    // The crop's values are whole numbers 0..255 (rounded as the album path's): as bytes,
+    // the same values, and warpNodes reads one kind of array for the frame and the source.
     const crop = source.aligned.crop;
-    this.srcImg = {data: crop.data, w: crop.w, h: crop.h, stride: 3};
+    this.srcImg = {data: Uint8ClampedArray.from(crop.data), w: crop.w, h: crop.h, stride: 3};
     const step = contract.constants.grid_step; const n = Math.floor(size / step) + 1;
     this.n = n; this.table = cellTable(size, n, step);
     const px = size * size;

@@ -59,8 +59,10 @@ function spans(n, nn, scale) {
 }
 
 /** Bilinear resize with pixel-centre alignment (cv2.INTER_LINEAR). The columns' taps are
- * worked out once, not per row (the same arithmetic, so the same values). */
-export function resizeLinear(img, nw, nh) {
+ * worked out once, not per row (the same arithmetic, so the same values). `within` (input
+ * pixels {x0, y0, x1, y1}, ends out), when given: the input is zero outside it, so only
+ * the output pixels with a tap inside are computed (the rest are zero all the same). */
+export function resizeLinear(img, nw, nh, within = null) {
   const {w, h, c, data} = img;
   const out = makeImage(nw, nh, c); const o = out.data;
   const sx = w / nw; const sy = h / nh;
@@ -71,12 +73,18 @@ export function resizeLinear(img, nw, nh) {
     if (x0 >= w - 1) { x0 = w - 1; ax = 0; }
     cx0[x] = x0 * c; cx1[x] = Math.min(x0 + 1, w - 1) * c; cax[x] = ax;
   }
+  let ox0 = 0; let ox1 = nw; // the output columns with a tap inside `within`
+  if (within) {
+    while (ox0 < nw && cx1[ox0] < within.x0 * c) ox0++;
+    while (ox1 > ox0 && cx0[ox1 - 1] >= within.x1 * c) ox1--;
+  }
   for (let y = 0; y < nh; y++) {
     const fy = (y + 0.5) * sy - 0.5; let y0 = Math.floor(fy); let ay = fy - y0;
     if (y0 < 0) { y0 = 0; ay = 0; }
     if (y0 >= h - 1) { y0 = h - 1; ay = 0; }
+    if (within && (Math.min(y0 + 1, h - 1) < within.y0 || y0 >= within.y1)) continue;
     const r0 = y0 * w * c; const r1 = Math.min(y0 + 1, h - 1) * w * c; const oy = y * nw * c;
-    for (let x = 0; x < nw; x++) {
+    for (let x = ox0; x < ox1; x++) {
       const ax = cax[x]; const p0 = cx0[x]; const p1 = cx1[x]; const ox = oy + x * c;
       for (let k = 0; k < c; k++) {
         const a = data[r0 + p0 + k]; const b = data[r0 + p1 + k];
