@@ -3,6 +3,8 @@ API, and Debian's Chromium driven by Playwright (skipped with a reason where abs
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import shutil
@@ -167,9 +169,8 @@ def test_album_tab_in_a_real_browser(server, photos):
 @needs_browser
 def test_phone_photos_upload_show_and_fuse(server, tmp_path, astronaut, astronaut_template):
     """An iPhone HEIC (stored turned, with its rotation) and an Android AVIF through the
-    page's own file inputs: both fuse, and the HEIC, which only Safari draws, is shown.
-    Lower-case `.heic`: Chromium on Linux gives `IMG_0001.HEIC` no image type, and Gradio's
-    image box refuses it in the page before sending (README, Limits)."""
+    page's own file inputs: both fuse, and the HEIC, which only Safari draws, is shown
+    (capital extensions: the test below)."""
     from playwright.sync_api import expect, sync_playwright
 
     exif = Image.Exif()
@@ -189,6 +190,52 @@ def test_phone_photos_upload_show_and_fuse(server, tmp_path, astronaut, astronau
         expect(shown).to_have_attribute("src", re.compile(r"\.png$"), timeout=60_000)
         size = shown.evaluate("e => [e.naturalWidth, e.naturalHeight]")
         assert size == [astronaut.shape[1], astronaut.shape[0]]
+        browser.close()
+
+
+# A file as Chromium's picker on Linux hands over one named in capitals: no type. Picked
+# (the input's change) or dropped on the box.
+UNTYPED_FILE_JS = """async ([selector, b64, name, how]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const data = new DataTransfer();
+  data.items.add(new File([bytes], name));
+  if (data.files[0].type !== '') throw new Error('the file has a type: ' + data.files[0].type);
+  const input = document.querySelector(selector + ' input[type=file]');
+  if (how === 'pick') {
+    input.files = data.files;
+    input.dispatchEvent(new Event('change', {bubbles: true}));
+  } else {
+    input.parentElement.dispatchEvent(new DragEvent('drop', {bubbles: true, cancelable: true,
+                                                              dataTransfer: data}));
+  }
+}"""
+
+
+@needs_browser
+def test_phone_photos_named_in_capitals_are_taken(server, tmp_path, astronaut,
+                                                  astronaut_template):
+    """iPhones name photos `IMG_0001.HEIC`; Chromium on Linux gives such a file no type, and
+    Gradio's image box refused it in the page ("Invalid file type"). Picked (source) and
+    dropped (template), untyped capital-named HEIC and AVIF files are taken and fuse."""
+    from playwright.sync_api import expect, sync_playwright
+
+    heic, avif = io.BytesIO(), io.BytesIO()
+    Image.fromarray(astronaut).save(heic, "HEIF", quality=85)
+    Image.fromarray(astronaut_template).save(avif, "AVIF", quality=85)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(server["url"], wait_until="load")
+        page.wait_for_selector("#source input[type=file]", state="attached")
+        page.evaluate(UNTYPED_FILE_JS, ["#source", base64.b64encode(heic.getvalue()).decode(),
+                                        "IMG_0001.HEIC", "pick"])
+        page.evaluate(UNTYPED_FILE_JS, ["#template", base64.b64encode(avif.getvalue()).decode(),
+                                        "PXL_0001.AVIF", "drop"])
+        expect(page.locator("#face-msg")).to_contain_text("1 face", timeout=60_000)
+        expect(page.locator("#preview img")).to_be_visible(timeout=60_000)
+        expect(page.locator("#source img")).to_have_attribute("src", re.compile(r"\.png$"),
+                                                              timeout=60_000)
+        assert "Invalid file type" not in page.content()
         browser.close()
 
 

@@ -26,6 +26,7 @@ from ..params import LABELS, PRESETS, FusionParams, param_specs
 from ..pipeline import FaceFuser, PreparedSource
 from ..runners.live import LiveFuser
 from ..stages.analysis import Face
+from . import photo_types
 from .video_tab import VideoTab
 
 PREVIEW_SIDE = 640  # the preview fuses downscaled copies on the 320 crop path
@@ -327,6 +328,7 @@ class WebApp:
             gr.Markdown("# facefuse · 离线人脸融合 / offline face fusion\n"
                         "所有处理都在本机完成，不上传 / everything runs on this machine, "
                         "nothing is uploaded.")
+            photo_types.build()
             history = gr.State([])
             with gr.Tabs():
                 with gr.Tab("图片融合 / Album", id="album"):
