@@ -512,56 +512,6 @@ def test_a_camera_still_fuses_with_the_tracked_face(page, astronaut, astronaut_t
     assert len(result["faces"]) == 1
 
 
-REFIT_JS = """async ([source, frames, order]) => {
-  const {FaceTracker} = await import('/engine/facemodels.js');
-  const {alignFace} = await import('/engine/align.js');
-  const {roundInPlace, Timings} = await import('/engine/fuseface.js');
-  const {LiveFusion} = await import('/engine/livefuse.js');
-  const facefuse = await import('/engine/index.js');
-  const engine = await facefuse.loadEngine();
-  const p = await facefuse.validateParams({crop_size: 320, refine: false});
-  const image = ([w, h, b64], c) =>
-    ({w, h, c, data: Uint8ClampedArray.from(atob(b64), (ch) => ch.charCodeAt(0))});
-  const src = image(source, 3);
-  const srcFace = await new FaceTracker(engine.models, 0.5).track(src);
-  const aligned = alignFace(src, srcFace, 320, engine.contract);
-  roundInPlace(aligned.crop);
-  const rgba = order.map((k) => image(frames[k], 4));
-  // one face for every frame (the frames differ in light only): the same geometry each time
-  const face = await new FaceTracker(engine.models, 0.5).track(rgba[0]);
-  const fuse = (fusion, f) => fusion.fuse(engine, f.data, f.w, f.h, face, p, new Timings());
-  const live = new LiveFusion(engine.contract, {aligned}, 320);
-  const out = [];
-  for (const f of rgba) out.push((await fuse(live, f)).change.data);
-  const fresh = [];
-  for (const f of rgba) {
-    fresh.push((await fuse(new LiveFusion(engine.contract, {aligned}, 320), f)).change.data);
-  }
-  // per frame: the largest difference from a fusion that fits the colour on that frame
-  return out.map((d, k) => d.reduce((m, v, i) => Math.max(m, Math.abs(v - fresh[k][i])), 0));
-}"""
-
-
-@needs_browser
-def test_the_live_colour_match_follows_the_light_within_a_few_frames(page, astronaut,
-                                                                      astronaut_template):
-    """The live view fits its colour/light match every few frames and applies the last fit
-    in between (livefuse.js COLOUR_REFIT). When the camera's light drops by 40%, the first
-    frames after it still carry the bright fit, and within four frames the fused face is
-    exactly what a fit on the dark frame gives, and stays so."""
-    bright = np.dstack([astronaut_template, np.full(astronaut_template.shape[:2], 255, np.uint8)])
-    dark = bright.copy()
-    dark[..., :3] = np.round(bright[..., :3] * 0.6).astype(np.uint8)
-    diffs = page.evaluate(REFIT_JS, [_frame(astronaut), [_frame(bright), _frame(dark)],
-                                     [0] * 5 + [1] * 8])
-    assert diffs[:5] == [0] * 5  # steady light: the same as a fit on each frame
-    dark_diffs = diffs[5:]
-    assert dark_diffs[0] > 1.0, dark_diffs  # the bright fit, one frame after the light fell
-    caught = next(k for k, d in enumerate(dark_diffs) if d == 0)
-    assert caught < 4, dark_diffs
-    assert all(d == 0 for d in dark_diffs[caught:]), dark_diffs
-
-
 @needs_browser
 @pytest.mark.parametrize("options", [{"workers": 2}, {"worker": False}])
 def test_live_view_with_two_workers_or_on_the_page(page, astronaut_template, options):

@@ -13,13 +13,7 @@ import {adjustTone, applyMode} from './finish.js';
 import {anchorPoints, buildPlan, fuseShape, landmarkPoints} from './geometry.js';
 import {mouthOpenRatio} from './landmarks.js';
 import {refine} from './refine.js';
-import {rgbToLab} from './raster.js';
-import {applyColour, faceMask, featureMask, fitColour, mouthMask} from './texture.js';
-
-// Frames (per LiveFusion) between fits of the colour/light match; in between, the last fit
-// is applied to each frame's source. 4: at 20-25 fps on two Workers a fit is at most ~0.3 s
-// old, and its cost (half the texture stage) is paid on a quarter of the frames.
-const COLOUR_REFIT = 4;
+import {faceMask, featureMask, matchColour, mouthMask} from './texture.js';
 
 /** Crop-space node positions of the plan's warp (planField's nodes, before the bilinear
  * fill): where each grid node of the crop samples `fromPts`' image. */
@@ -313,33 +307,24 @@ export class LiveFusion {
     // The source through its own field, inside the box only.
     const srcNodes = planNodes(geo.plan, this.srcPts, geo.anchors, this.srcNodes);
     warpNodes(this.srcImg, srcNodes, this.table, this.n, S, box, this.src);
-    // The colour/light match at half side: the recoloured source's change, upsampled. The
-    // match is fitted on the template's skin every COLOUR_REFIT frames and applied to the
-    // source on every frame (light moves slower than a face: see docs/phone.md).
+    // The colour/light match at half side: the recoloured source's change, upsampled.
     const H = this.half;
-    halve(this.src, S, 3, box, H.src);
-    const srcHalf = {w: H.src.w, h: H.src.h, c: 3, data: H.src.data.subarray(0, H.src.w * H.src.h * 3)};
-    const srcLab = rgbToLab(srcHalf);
-    const at = {x: box.x0 >> 1, y: box.y0 >> 1};
-    if (!this.colour || this.colour.age >= COLOUR_REFIT) {
-      halve(this.tpl, S, 3, box, H.tpl);
-      const hs = S / 2;
-      const halfShape = geo.shape.map(([x, y]) => [(x - 0.5) / 2, (y - 0.5) / 2]);
-      const features = featureMask(halfShape, hs, contract).data;
-      const sk = H.skin; sk.w = H.src.w; sk.h = H.src.h;
-      for (let y = 0; y < sk.h; y++) {
-        for (let x = 0; x < sk.w; x++) {
-          const i = (box.y0 + 2 * y) * S + box.x0 + 2 * x;
-          const f = 0.25 * (fm[i] + fm[i + 1] + fm[i + S] + fm[i + S + 1]);
-          sk.data[y * sk.w + x] = f * (1 - features[(at.y + y) * hs + at.x + x] / 255);
-        }
+    halve(this.src, S, 3, box, H.src); halve(this.tpl, S, 3, box, H.tpl);
+    const hs = S / 2;
+    const halfShape = geo.shape.map(([x, y]) => [(x - 0.5) / 2, (y - 0.5) / 2]);
+    const features = featureMask(halfShape, hs, contract).data;
+    const bx = box.x0 >> 1; const by = box.y0 >> 1; const sk = H.skin; sk.w = H.src.w; sk.h = H.src.h;
+    for (let y = 0; y < sk.h; y++) {
+      for (let x = 0; x < sk.w; x++) {
+        const i = (box.y0 + 2 * y) * S + box.x0 + 2 * x;
+        const f = 0.25 * (fm[i] + fm[i + 1] + fm[i + S] + fm[i + S + 1]);
+        sk.data[y * sk.w + x] = f * (1 - features[(by + y) * hs + bx + x] / 255);
       }
-      const tplHalf = {w: H.tpl.w, h: H.tpl.h, c: 3, data: H.tpl.data.subarray(0, H.tpl.w * H.tpl.h * 3)};
-      const skinHalf = {w: sk.w, h: sk.h, c: 1, data: sk.data.subarray(0, sk.w * sk.h)};
-      this.colour = {fit: fitColour(srcLab, rgbToLab(tplHalf), skinHalf, hs / 24), at, age: 0};
     }
-    const {fit} = this.colour; this.colour.age++;
-    const matched = fit ? applyColour(srcLab, fit, {x: at.x - this.colour.at.x, y: at.y - this.colour.at.y}) : srcHalf;
+    const srcHalf = {w: H.src.w, h: H.src.h, c: 3, data: H.src.data.subarray(0, H.src.w * H.src.h * 3)};
+    const tplHalf = {w: H.tpl.w, h: H.tpl.h, c: 3, data: H.tpl.data.subarray(0, H.tpl.w * H.tpl.h * 3)};
+    const skinHalf = {w: sk.w, h: sk.h, c: 1, data: sk.data.subarray(0, sk.w * sk.h)};
+    const matched = matchColour(srcHalf, tplHalf, skinHalf, hs / 24);
     const change = H.fused; change.w = srcHalf.w; change.h = srcHalf.h; change.c = 3;
     for (let i = 0; i < srcHalf.data.length; i++) change.data[i] = matched.data[i] - srcHalf.data[i];
     // fused += weight * (clip(source + change) - fused); the source's buffer is free after.

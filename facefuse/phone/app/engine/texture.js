@@ -78,9 +78,7 @@ export function skinMask(shape, size, face, contract) {
   return out;
 }
 
-/** The weighted low-pass of `lab` at 1/8 of its side (before the stretch back to full size,
- * which callers do once, on the difference of two of these). */
-function maskedLow(lab, weight, sigma) {
+function maskedBlur(lab, weight, sigma) {
   const f = 8;
   const sw = Math.max(1, Math.floor(weight.w / f)); const sh = Math.max(1, Math.floor(weight.h / f));
   const num = makeImage(lab.w, lab.h, 3);
@@ -89,7 +87,7 @@ function maskedLow(lab, weight, sigma) {
   const nb = gaussianBlur(resizeArea(num, sw, sh), sigma / f);
   const low = makeImage(sw, sh, 3);
   for (let i = 0; i < sw * sh; i++) for (let k = 0; k < 3; k++) low.data[3 * i + k] = nb.data[3 * i + k] / Math.max(wt.data[i], 1e-4);
-  return low;
+  return resizeLinear(low, weight.w, weight.h);
 }
 
 function weightedStats(lab, weight) {
@@ -103,73 +101,23 @@ function weightedStats(lab, weight) {
   return [mean, v.map((x) => Math.sqrt(x / total) + 1e-3)];
 }
 
-/** The colour/light match of the source (LAB) to the template (LAB) on the skin: LAB means
- * and gains, and the light still different after them as a LAB offset at 1/8 of the side
- * ({w, h, c, data}, stretched over the w x h it was fitted on); null with too little skin.
- * Kept apart from its application so the live view can reuse one fit for a few frames. */
-export function fitColour(srcLab, tplLab, skin, sigma) {
+/** Source (float 0..255) recoloured and relit to the template's skin. */
+export function matchColour(source, template, skin, sigma) {
   const weight = makeImage(skin.w, skin.h, 1);
   let count = 0;
   for (let i = 0; i < skin.data.length; i++) { weight.data[i] = skin.data[i] > 0.5 ? 1 : 0; count += weight.data[i]; }
-  if (count < 50) return null;
-  const [sm, ss] = weightedStats(srcLab, weight); const [tm, ts] = weightedStats(tplLab, weight);
+  if (count < 50) return source;
+  const src = rgbToLab(source); const tpl = rgbToLab(template);
+  const [sm, ss] = weightedStats(src, weight); const [tm, ts] = weightedStats(tpl, weight);
   const gain = [0, 1, 2].map((k) => Math.min(2, Math.max(0.5, ts[k] / ss[k])));
-  const moved = recolour(srcLab, {sm, gain, tm});
-  const light = maskedLow(tplLab, weight, sigma); const own = maskedLow(moved, weight, sigma);
-  for (let i = 0; i < light.data.length; i++) light.data[i] -= own.data[i];
-  return {sm, gain, tm, light, w: skin.w, h: skin.h};
-}
-
-function recolour(lab, {sm, gain, tm}) {
-  const out = makeImage(lab.w, lab.h, 3);
-  for (let i = 0; i < lab.w * lab.h; i++) for (let k = 0; k < 3; k++) out.data[3 * i + k] = (lab.data[3 * i + k] - sm[k]) * gain[k] + tm[k];
-  return out;
-}
-
-/** Adds `low` (c = 3), stretched over a w x h area as resizeLinear would, to `out` (its
- * pixels at `at` and on in that area; beyond the area, the stretch's edge values). */
-function addStretched(low, w, h, at, out) {
-  const taps = (n, scale, nl, from) => { // per output index: first tap, second tap, weight
-    const i0 = new Int32Array(n); const i1 = new Int32Array(n); const a = new Float64Array(n);
-    for (let v = 0; v < n; v++) {
-      const f = (v + from + 0.5) * scale - 0.5; let i = Math.floor(f); let t = f - i;
-      if (i < 0) { i = 0; t = 0; }
-      if (i >= nl - 1) { i = nl - 1; t = 0; }
-      i0[v] = i; i1[v] = Math.min(i + 1, nl - 1); a[v] = t;
-    }
-    return {i0, i1, a};
-  };
-  const cols = taps(out.w, low.w / w, low.w, at.x); const rows = taps(out.h, low.h / h, low.h, at.y);
-  const d = low.data; const o = out.data; const lw = low.w;
-  for (let y = 0; y < out.h; y++) {
-    const r0 = rows.i0[y] * lw; const r1 = rows.i1[y] * lw; const ay = rows.a[y];
-    for (let x = 0; x < out.w; x++) {
-      const p00 = (r0 + cols.i0[x]) * 3; const p01 = (r0 + cols.i1[x]) * 3;
-      const p10 = (r1 + cols.i0[x]) * 3; const p11 = (r1 + cols.i1[x]) * 3; const ax = cols.a[x];
-      for (let k = 0; k < 3; k++) {
-        o[(y * out.w + x) * 3 + k] += (d[p00 + k] * (1 - ax) + d[p01 + k] * ax) * (1 - ay) + (d[p10 + k] * (1 - ax) + d[p11 + k] * ax) * ay;
-      }
-    }
-  }
-}
-
-/** `fit` applied to the source (LAB) and back to RGB 0..255. `at` (optional, {x, y}): where
- * the source's first pixel lies in the area the fit was made on (0, 0 when it is that
- * area); the light is read there, its edge values beyond it. */
-export function applyColour(srcLab, fit, at = {x: 0, y: 0}) {
-  const out = recolour(srcLab, fit);
-  addStretched(fit.light, fit.w, fit.h, at, out);
-  for (let i = 0; i < srcLab.w * srcLab.h; i++) out.data[3 * i] = Math.min(100, Math.max(0, out.data[3 * i]));
+  const out = makeImage(src.w, src.h, 3);
+  for (let i = 0; i < src.w * src.h; i++) for (let k = 0; k < 3; k++) out.data[3 * i + k] = (src.data[3 * i + k] - sm[k]) * gain[k] + tm[k];
+  const lowT = maskedBlur(tpl, weight, sigma); const lowO = maskedBlur(out, weight, sigma);
+  for (let i = 0; i < out.data.length; i++) out.data[i] += lowT.data[i] - lowO.data[i];
+  for (let i = 0; i < src.w * src.h; i++) out.data[3 * i] = Math.min(100, Math.max(0, out.data[3 * i]));
   const rgb = labToRgb(out);
   for (let i = 0; i < rgb.data.length; i++) rgb.data[i] = Math.min(255, Math.max(0, rgb.data[i]));
   return rgb;
-}
-
-/** Source (float 0..255) recoloured and relit to the template's skin. */
-export function matchColour(source, template, skin, sigma) {
-  const src = rgbToLab(source);
-  const fit = fitColour(src, rgbToLab(template), skin, sigma);
-  return fit ? applyColour(src, fit) : source;
 }
 
 /** Recolour the source and mix it into the template by `ratio` inside the face mask.
