@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=120.0, help="webui-load: duration")
     p.add_argument("--live-seconds", type=float, default=30.0,
                    help="phone-app, webui-live: seconds measured per configuration")
+    p.add_argument("--heap-seconds", type=float, default=300.0,
+                   help="phone-app: the long run's seconds, for the JS heaps before and "
+                   "after it (0: none)")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None, help="write a PNG chart here")
     p.set_defaults(func=cmd_bench)
@@ -87,7 +90,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                                            duration_s=args.seconds))
     if "phone-app" in parts:  # the phone app's live view in Chromium, a fake camera
         report["phone_app_live"] = bench.bench_phone_app_live(
-            pairs[0][0], pairs[0][1], seconds=args.live_seconds)
+            pairs[0][0], pairs[0][1], seconds=args.live_seconds,
+            heap_seconds=args.heap_seconds)
     if "webui-live" in parts:  # the WebUI's Live tab: server round trip vs in the page
         report["webui_live"] = bench.bench_webui_live(pairs[0][0], pairs[0][1],
                                                       seconds=args.live_seconds)

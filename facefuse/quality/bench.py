@@ -643,18 +643,21 @@ LIVE_ROWS = ((1, 1), (1, 2), (1, 0), (4, 0))
 
 
 def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0,
-                         rows_of: tuple[tuple[int, int], ...] = LIVE_ROWS) -> dict[str, Any]:
+                         rows_of: tuple[tuple[int, int], ...] = LIVE_ROWS,
+                         heap_seconds: float = 300.0) -> dict[str, Any]:
     """The phone app's live view in Chromium (Pixel 7 profile) on a fake camera that films
     a real face (a .y4m made from `camera_photo` as the desktop live bench makes its clip):
     per CPU throttling rate (CDP Emulation.setCPUThrottlingRate; 4x stands in for a
     mid-range phone), Worker or page thread, and refiner on/off: fps, frame ms p50/p95,
-    per-stage ms, faces tracked, frames dropped and the JS heap before/after `seconds`."""
+    per-stage ms, faces tracked, frames dropped and the JS heaps (the page's and its
+    Workers') before/after `seconds`; then one long run (`heap_seconds`, 0: none) as the
+    app runs by default (1x, one Worker, refiner on) for the heaps before and after it."""
     import base64
 
     from playwright.sync_api import sync_playwright
 
     from ..runners.live import make_face_video, video_to_y4m
-    from .phone_browser import CHROMIUM_FLAGS, chromium_path, live_vs_album, serve_app
+    from .phone_browser import CHROMIUM_FLAGS, chromium_path, js_heap_mb, live_vs_album, serve_app
 
     if chromium_path() is None:
         return {"note": "chromium is not installed"}
@@ -678,11 +681,6 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
                                  "'facefuse-engine'].map(n => [n.slice(9), "
                                  "performance.getEntriesByName(n)[0]?.startTime ?? null]))")
             cdp = context.new_cdp_session(page)
-
-            def heap_mb() -> float:
-                cdp.send("HeapProfiler.collectGarbage")
-                return cdp.send("Runtime.getHeapUsage")["usedSize"] / 2 ** 20
-
             for rate, workers in rows_of:
                 cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
                 for refine in (True, False):
@@ -691,10 +689,10 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
                                            timeout=300_000, polling=500)
                     time.sleep(2.0)  # past the first frames' warm-up
                     page.evaluate("window.facefuse.stats()")
-                    before = heap_mb()
+                    before = js_heap_mb(page)
                     time.sleep(seconds)
                     stats = page.evaluate("window.facefuse.stats()")
-                    after = heap_mb()
+                    after = js_heap_mb(page)
                     # fidelity: the last live frame against the album path's fusion of it
                     cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
                     fidelity = live_vs_album(page, blob, refine)
@@ -705,9 +703,23 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
                                  **stats, "heap_mb_before": before, "heap_mb_after": after,
                                  "vs_album": fidelity})
             cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
+            long_run = None
+            if heap_seconds > 0:
+                page.evaluate(LIVE_START_JS, [blob, True, 1])
+                page.wait_for_function("() => window.facefuse.lastLiveFrame()?.box",
+                                       timeout=300_000, polling=500)
+                time.sleep(2.0)
+                page.evaluate("window.facefuse.stats()")
+                before = js_heap_mb(page)
+                time.sleep(heap_seconds)
+                stats = page.evaluate("window.facefuse.stats()")
+                long_run = {"seconds": heap_seconds, "heap_mb_before": before,
+                            "heap_mb_after": js_heap_mb(page), "fps": stats["fps"],
+                            "faces_tracked": stats["faces_tracked"]}
+                page.evaluate("window.facefuse.stopLive()")
             browser.close()
-    return {"load_ms": load, "rows": rows, "camera": camera_photo.name, "source": source.name,
-            "goal": {"fps_1x": 25, "fps_4x": 12, "p95_ms_4x": 100}}
+    return {"load_ms": load, "rows": rows, "long_run": long_run, "camera": camera_photo.name,
+            "source": source.name, "goal": {"fps_1x": 25, "fps_4x": 12, "p95_ms_4x": 100}}
 
 
 def bench_webui_live(source: Path, camera_photo: Path, seconds: float = 20.0
@@ -795,12 +807,16 @@ def phone_app_live_markdown(r: dict[str, Any]) -> list[str]:
         n = x.get("workers", 1 if x.get("worker") else 0)
         return "page thread" if n == 0 else "Worker" if n == 1 else f"{n} Workers"
 
+    def heap(mb: dict[str, float]) -> str:
+        return f"{mb['page']:.1f} + {mb['workers']:.1f}"
+
     lines = ["### Phone app live view (Chromium, Pixel 7 profile, fake "
              f"camera of {r['camera']}, source {r['source']})", "",
              f"App load: controls usable {r['load_ms']['shell']:.0f} ms, engine ready "
              f"{r['load_ms']['engine']:.0f} ms (first visit, no throttling).", "",
              "| CPU throttling | fused on | refiner | fps | frame ms p50 | p95 | faces tracked | "
-             "frames dropped | JS heap MB before -> after | vs album, face PSNR dB |",
+             "frames dropped | JS heap MB (page + Workers) before -> after | "
+             "vs album, face PSNR dB |",
              "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for x in r["rows"]:
         fid = x.get("vs_album")
@@ -809,7 +825,7 @@ def phone_app_live_markdown(r: dict[str, Any]) -> list[str]:
                      f"{x['fps']:.1f} | "
                      f"{x['frame_ms_p50']:.0f} | {x['frame_ms_p95']:.0f} | "
                      f"{x['faces_tracked']} | {x['frames_dropped']} | "
-                     f"{x['heap_mb_before']:.1f} -> {x['heap_mb_after']:.1f} | "
+                     f"{heap(x['heap_mb_before'])} -> {heap(x['heap_mb_after'])} | "
                      f"{psnr} |")
     # "paste": the Worker's hand-over of the field and the change; "draw": the page's
     # WebGL2 draw of the frame and the fusion (the GPU's work is not in it)
@@ -823,6 +839,11 @@ def phone_app_live_markdown(r: dict[str, Any]) -> list[str]:
     g = r["goal"]
     lines += ["", f"Goal (refiner on): >= {g['fps_1x']} fps at 1x, >= {g['fps_4x']} fps at 4x, "
               f"p95 <= {g['p95_ms_4x']} ms at 4x; {r['rows'][0]['seconds']:.0f} s per row.", ""]
+    if run := r.get("long_run"):
+        lines += [f"Long run, {run['seconds'] / 60:.0f} min at 1x (one Worker, refiner on, as "
+                  f"the app runs by default): JS heap MB (page + Worker) "
+                  f"{heap(run['heap_mb_before'])} -> {heap(run['heap_mb_after'])}, "
+                  f"{run['fps']:.1f} fps, {run['faces_tracked']} faces tracked.", ""]
     return lines
 
 

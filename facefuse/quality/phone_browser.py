@@ -18,13 +18,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..phone.assets import APP_DIR, model_files
+from ..phone.server import HEADERS
 
 BLANK_PAGE = "/__engine__.html"
-# Headless Chromium with WebGL on SwiftShader (Face Mesh draws its input through WebGL).
+# Headless Chromium with WebGL on SwiftShader (the live view's compositor draws with it);
+# memory measurements (js_heap_mb) taken at once, not at the next garbage collection.
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--disable-default-apps", "--disable-extensions",
-                  "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+                  "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+                  "--enable-blink-features=ForceEagerMeasureMemory"]
+# As `facefuse phone` serves it: cross-origin isolated, which is also what lets
+# performance.measureUserAgentSpecificMemory() see the live Workers' heaps.
+ISOLATION_HEADERS = {k: v for k, v in HEADERS.items() if k.startswith("Cross-Origin")}
 
 
 def chromium_path() -> str | None:
@@ -55,6 +61,8 @@ class _AppFiles(http.server.SimpleHTTPRequestHandler):
 
     def end_headers(self) -> None:
         self.send_header("Cache-Control", "no-store")
+        for name, value in ISOLATION_HEADERS.items():
+            self.send_header(name, value)
         super().end_headers()
 
     def log_message(self, *args: Any) -> None:  # quiet: tests read results, not logs
@@ -156,6 +164,21 @@ LIVE_VS_ALBUM_JS = """async ([source, refine]) => {
     return {w: f.w, h: f.h, input: b64(f.input), live: b64(f.output), album: b64(album),
             landmarks: Array.from(f.landmarks)};
 }"""
+
+
+HEAP_JS = """async () => {
+  const r = await performance.measureUserAgentSpecificMemory();
+  const sum = (scope) => r.breakdown.filter((b) => b.types.includes('JavaScript')
+    && b.attribution.some((a) => a.scope === scope)).reduce((s, b) => s + b.bytes, 0);
+  return {page: sum('Window') / 2 ** 20, workers: sum('DedicatedWorkerGlobalScope') / 2 ** 20};
+}"""
+
+
+def js_heap_mb(page: Any) -> dict[str, float]:
+    """The JavaScript heaps in use after a garbage collection, MB: the page's and its
+    Workers' (the live view's frames are fused in a Worker, whose heap the page's own
+    figure leaves out). Needs the cross-origin isolated page `serve_app` serves."""
+    return page.evaluate(HEAP_JS)
 
 
 def live_vs_album(page: Any, source_b64: str, refine: bool) -> dict[str, float] | None:
