@@ -175,9 +175,10 @@ HEAP_JS = """async () => {
 
 
 def js_heap_mb(page: Any) -> dict[str, float]:
-    """The JavaScript heaps in use after a garbage collection, MB: the page's and its
-    Workers' (the live view's frames are fused in a Worker, whose heap the page's own
-    figure leaves out). Needs the cross-origin isolated page `serve_app` serves."""
+    """The JavaScript heaps in use, MB, as performance.measureUserAgentSpecificMemory()
+    reports them: the page's and its Workers' (the live view's frames are fused in a
+    Worker, whose heap the page's own figure leaves out; a Worker kept in the page's pool
+    counts while idle too). Needs the cross-origin isolated page `serve_app` serves."""
     return page.evaluate(HEAP_JS)
 
 
