@@ -681,18 +681,23 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
                                  "'facefuse-engine'].map(n => [n.slice(9), "
                                  "performance.getEntriesByName(n)[0]?.startTime ?? null]))")
             cdp = context.new_cdp_session(page)
+
+            def live_run(refine: bool, workers: int, span: float) -> tuple[dict, dict, dict]:
+                """Start the live view, let its first frames pass, then `span` seconds:
+                stats() and the JS heaps before and after; the view is left running."""
+                page.evaluate(LIVE_START_JS, [blob, refine, workers])
+                page.wait_for_function("() => window.facefuse.lastLiveFrame()?.box",
+                                       timeout=300_000, polling=500)
+                time.sleep(2.0)  # past the first frames' warm-up
+                page.evaluate("window.facefuse.stats()")
+                before = js_heap_mb(page)
+                time.sleep(span)
+                return page.evaluate("window.facefuse.stats()"), before, js_heap_mb(page)
+
             for rate, workers in rows_of:
                 cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
                 for refine in (True, False):
-                    page.evaluate(LIVE_START_JS, [blob, refine, workers])
-                    page.wait_for_function("() => window.facefuse.lastLiveFrame()?.box",
-                                           timeout=300_000, polling=500)
-                    time.sleep(2.0)  # past the first frames' warm-up
-                    page.evaluate("window.facefuse.stats()")
-                    before = js_heap_mb(page)
-                    time.sleep(seconds)
-                    stats = page.evaluate("window.facefuse.stats()")
-                    after = js_heap_mb(page)
+                    stats, before, after = live_run(refine, workers, seconds)
                     # fidelity: the last live frame against the album path's fusion of it
                     cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
                     fidelity = live_vs_album(page, blob, refine)
@@ -705,16 +710,9 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
             cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
             long_run = None
             if heap_seconds > 0:
-                page.evaluate(LIVE_START_JS, [blob, True, 1])
-                page.wait_for_function("() => window.facefuse.lastLiveFrame()?.box",
-                                       timeout=300_000, polling=500)
-                time.sleep(2.0)
-                page.evaluate("window.facefuse.stats()")
-                before = js_heap_mb(page)
-                time.sleep(heap_seconds)
-                stats = page.evaluate("window.facefuse.stats()")
+                stats, before, after = live_run(True, 1, heap_seconds)
                 long_run = {"seconds": heap_seconds, "heap_mb_before": before,
-                            "heap_mb_after": js_heap_mb(page), "fps": stats["fps"],
+                            "heap_mb_after": after, "fps": stats["fps"],
                             "faces_tracked": stats["faces_tracked"]}
                 page.evaluate("window.facefuse.stopLive()")
             browser.close()
@@ -840,7 +838,7 @@ def phone_app_live_markdown(r: dict[str, Any]) -> list[str]:
     lines += ["", f"Goal (refiner on): >= {g['fps_1x']} fps at 1x, >= {g['fps_4x']} fps at 4x, "
               f"p95 <= {g['p95_ms_4x']} ms at 4x; {r['rows'][0]['seconds']:.0f} s per row.", ""]
     if run := r.get("long_run"):
-        lines += [f"Long run, {run['seconds'] / 60:.0f} min at 1x (one Worker, refiner on, as "
+        lines += [f"Long run, {run['seconds']:.0f} s at 1x (one Worker, refiner on, as "
                   f"the app runs by default): JS heap MB (page + Worker) "
                   f"{heap(run['heap_mb_before'])} -> {heap(run['heap_mb_after'])}, "
                   f"{run['fps']:.1f} fps, {run['faces_tracked']} faces tracked.", ""]
