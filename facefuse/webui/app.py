@@ -328,7 +328,6 @@ class WebApp:
             gr.Markdown("# facefuse · 离线人脸融合 / offline face fusion\n"
                         "所有处理都在本机完成，不上传 / everything runs on this machine, "
                         "nothing is uploaded.")
-            photo_types.build()
             history = gr.State([])
             with gr.Tabs():
                 with gr.Tab("图片融合 / Album", id="album"):
@@ -448,6 +447,7 @@ class WebApp:
             batch_btn.click(self.batch, [batch_source, batch_files, *inputs],
                             [batch_zip, batch_gallery, batch_msg], api_visibility="private",
                             concurrency_id="fuse")
+            photo_types.build()  # last: the empty block adds no space above the tabs
         return demo
 
 
