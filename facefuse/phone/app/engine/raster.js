@@ -209,11 +209,12 @@ export function gaussianBlur(img, sigma, eightBit = false) {
 }
 
 /** gaussianBlur of a mostly-zero single-channel mask, computed only around its non-zero
- * pixels (the same values: beyond them the blur of zeros is zero). */
+ * pixels (the same values: beyond them the blur of zeros is zero). The result's `box`: where
+ * it was computed (zero outside it), or null when the mask is empty. */
 export function blurMask(mask, sigma, eightBit = false) {
   const r = (gaussianKernel(sigma, eightBit).length - 1) / 2;
   const box = maskBox(mask, (v) => v !== 0, r);
-  const out = makeImage(mask.w, mask.h, 1);
+  const out = {...makeImage(mask.w, mask.h, 1), box};
   if (!box) return out;
   pasteBox(out, gaussianBlur(cropBox(mask, box), sigma, eightBit), box);
   return out;

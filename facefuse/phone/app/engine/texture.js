@@ -38,9 +38,8 @@ export function faceMask(shape, size, region, contract) {
   const feather = Math.max(2, Math.round(0.03 * width));
   hard = morph(hard, feather, false);
   const soft = blurMask(hard, feather / 2, true);
-  // Most of the crop is outside the face: only the mask's box is resized and scaled.
-  const within = maskBox(soft, (v) => v !== 0, 0);
-  const big = resizeLinear(soft, size, size, within ?? {x0: 0, y0: 0, x1: 0, y1: 0});
+  // Most of the crop is outside the face: only the blur's box is resized and scaled.
+  const big = resizeLinear(soft, size, size, soft.box ?? {x0: 0, y0: 0, x1: 0, y1: 0});
   for (let i = 0; i < big.data.length; i++) if (big.data[i] !== 0) big.data[i] /= 255;
   return big;
 }
