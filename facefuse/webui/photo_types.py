@@ -10,12 +10,14 @@ them; the server reads the bytes with `load_image` whatever the name says, as ev
 from __future__ import annotations
 
 import json
+import mimetypes
 
-# The types of what `load_image` reads (imageio.READ_EXTENSIONS), by extension, lower case.
-IMAGE_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png",
-               "webp": "image/webp", "bmp": "image/bmp", "tif": "image/tiff",
-               "tiff": "image/tiff", "gif": "image/gif", "heic": "image/heic",
-               "heif": "image/heif", "avif": "image/avif"}
+from ..imageio import READ_EXTENSIONS
+
+# The type of each extension `load_image` reads (lower case, no dot); the standard table
+# lacks some phone formats (heic, heif, avif), whose types are image/<extension>.
+IMAGE_TYPES = {ext[1:]: mimetypes.types_map.get(ext, f"image/{ext[1:]}")
+               for ext in sorted(READ_EXTENSIONS)}
 
 # Runs once when the (empty) HTML block is mounted; installs one listener per page.
 JS = """
@@ -27,10 +29,10 @@ const typed = (file) => {
 };
 // The files with their types, or null when none lacked one.
 const retyped = (list) => {
-  const files = [...(list || [])];
-  if (!files.some((f) => typed(f) !== f)) return null;
+  const files = [...(list || [])]; const fixed = files.map(typed);
+  if (fixed.every((f, i) => f === files[i])) return null;
   const data = new DataTransfer();
-  for (const f of files) data.items.add(typed(f));
+  for (const f of fixed) data.items.add(f);
   return data;
 };
 if (!window.facefuseTypesPhotos) {
