@@ -220,8 +220,8 @@ def test_live_view_fuses_camera_frames_and_the_shutter_saves_a_tagged_still(app)
 
 
 def test_a_60_s_live_run_keeps_the_js_heap(app):
-    """The page's heap and the live Worker's (where every frame is fused), after garbage
-    collection, before and after a minute of live view."""
+    """The page's heap and the live Worker's (where every frame is fused), as the browser's
+    memory measurement reports them, before and after a minute of live view."""
     page = app
     start_live(page)
     try:
