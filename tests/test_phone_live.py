@@ -238,21 +238,46 @@ def test_a_60_s_live_run_keeps_the_js_heap(app):
     assert grown < 20, f"the JS heaps grew by {grown:.1f} MB in 60 s: {start} -> {end}"
 
 
-def test_the_live_frame_matches_the_album_fusion_of_it(app, photos):
+@pytest.fixture(scope="module")
+def glasses_source(tmp_path_factory, engine, astronaut_template) -> Path:
+    """The source photo with drawn glasses (stages/occluders.py): something over the source's
+    face that occlusion keeps out of the result."""
+    from facefuse.stages import occluders
+    from facefuse.stages.align import align_face
+
+    img = astronaut_template
+    aligned = align_face(img, engine.analyzer.detect(img)[0], 512)
+    occ = occluders.make_occluder("glasses", aligned.crop, aligned.landmarks, None,
+                                  np.random.default_rng(5))
+    path = tmp_path_factory.mktemp("glasses") / "source.png"
+    Image.fromarray(occ.to_image(aligned, img.shape).apply(img)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("occlusion", [False, True], ids=["plain", "occlusion"])
+def test_the_live_frame_matches_the_album_fusion_of_it(app, photos, glasses_source, occlusion):
     """The live view's restructured per-frame path against the album path (every stage as
-    the Python side) on the same camera frame, face and parameters: close inside the face."""
+    the Python side) on the same camera frame, face and parameters: close inside the face.
+    With occlusion (a source wearing drawn glasses), the live path's own trust maps: the
+    album's result with occlusion off is far from both, so a live view that left the maps
+    out would fail."""
     page = app
-    source = base64.b64encode(photos["source"].read_bytes()).decode()
-    page.evaluate("""async (source) => {
+    params = {"refine": True, "occlusion": occlusion}
+    source = base64.b64encode(
+        (glasses_source if occlusion else photos["source"]).read_bytes()).decode()
+    page.evaluate("""async ([source, params]) => {
         const blob = new Blob([Uint8Array.from(atob(source), (c) => c.charCodeAt(0))]);
-        await window.facefuse.startLive(blob, {refine: true});
-    }""", source)
+        await window.facefuse.startLive(blob, params);
+    }""", [source, params])
     try:
         assert first_live_frame(page, FIRST_FRAME_S) is not None
-        fidelity = live_vs_album(page, source, refine=True)
+        fidelity = live_vs_album(page, source, params, variants=({"occlusion": not occlusion},))
     finally:
         page.evaluate("window.facefuse.stopLive()")
+    print(fidelity)
     assert fidelity is not None and fidelity["face_pixels"] > 2000
     # fusion changed the face far more than the two paths differ
     assert fidelity["album_change_psnr_db"] < fidelity["face_psnr_db"] - 10
     assert fidelity["face_psnr_db"] >= LIVE_VS_ALBUM_DB, fidelity
+    if occlusion:  # and so did the trust maps
+        assert fidelity["variants_psnr_db"][0] < fidelity["face_psnr_db"] - 6, fidelity

@@ -700,7 +700,7 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
                     stats, before, after = live_run(refine, workers, seconds)
                     # fidelity: the last live frame against the album path's fusion of it
                     cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
-                    fidelity = live_vs_album(page, blob, refine)
+                    fidelity = live_vs_album(page, blob, {"refine": refine})
                     cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
                     page.evaluate("window.facefuse.stopLive()")
                     rows.append({"throttle": rate, "refine": refine, "seconds": seconds,

@@ -135,7 +135,7 @@ def first_live_frame(page: Any, limit_s: float) -> dict[str, Any] | None:
     }""", limit_s * 1000)
 
 
-LIVE_VS_ALBUM_JS = """async ([source, refine]) => {
+LIVE_VS_ALBUM_JS = """async ([source, params, variants]) => {
     const f = await window.facefuse.lastLiveFramePixels();
     if (!f || !f.box) return null;
     const rgba = new Uint8ClampedArray(f.w * f.h * 4);
@@ -144,16 +144,6 @@ LIVE_VS_ALBUM_JS = """async ([source, refine]) => {
         rgba[j + 3] = 255;
     }
     const blob = new Blob([Uint8Array.from(atob(source), (c) => c.charCodeAt(0))]);
-    // The live view's parameters (index.js liveParams) through the album path.
-    const r = await window.facefuse.fuse(blob, new ImageData(rgba, f.w, f.h),
-        {refine, crop_size: 320, smoothing: 0, poisson: false, resolution: 'original',
-         template_face: 0},
-        {templateFaces: [{box: f.box, score: 1, landmarks: f.landmarks}]});
-    const album = new Uint8Array(f.w * f.h * 3);
-    for (let i = 0, j = 0; i < album.length; i += 3, j += 4) {
-        const d = r.image.data;
-        album[i] = d[j]; album[i + 1] = d[j + 1]; album[i + 2] = d[j + 2];
-    }
     const b64 = (a) => {
         let s = '';
         for (let i = 0; i < a.length; i += 8192) {
@@ -161,7 +151,22 @@ LIVE_VS_ALBUM_JS = """async ([source, refine]) => {
         }
         return btoa(s);
     };
-    return {w: f.w, h: f.h, input: b64(f.input), live: b64(f.output), album: b64(album),
+    // The live view's parameters (index.js liveParams) through the album path, and each
+    // variant of them on the same frame and face.
+    const albums = [];
+    for (const variant of [{}, ...variants]) {
+        const r = await window.facefuse.fuse(blob, new ImageData(rgba, f.w, f.h),
+            {...params, ...variant, crop_size: 320, smoothing: 0, poisson: false,
+             resolution: 'original', template_face: 0},
+            {templateFaces: [{box: f.box, score: 1, landmarks: f.landmarks}]});
+        const album = new Uint8Array(f.w * f.h * 3);
+        for (let i = 0, j = 0; i < album.length; i += 3, j += 4) {
+            const d = r.image.data;
+            album[i] = d[j]; album[i + 1] = d[j + 1]; album[i + 2] = d[j + 2];
+        }
+        albums.push(b64(album));
+    }
+    return {w: f.w, h: f.h, input: b64(f.input), live: b64(f.output), albums,
             landmarks: Array.from(f.landmarks)};
 }"""
 
@@ -182,12 +187,15 @@ def js_heap_mb(page: Any) -> dict[str, float]:
     return page.evaluate(HEAP_JS)
 
 
-def live_vs_album(page: Any, source_b64: str, refine: bool) -> dict[str, float] | None:
-    """The live view's last frame against the album path's fusion of the same camera frame
-    with the same tracked face and the live view's parameters (320 crop): PSNR (dB) inside
-    the face oval, and the album's own change there (PSNR of the album result against the
-    camera frame, so the first figure reads against how much fusion changed); None before a
-    tracked frame."""
+def live_vs_album(page: Any, source_b64: str, params: dict[str, Any],
+                  variants: tuple[dict[str, Any], ...] = ()) -> dict[str, Any] | None:
+    """The live view's last frame (started with `params`) against the album path's fusion of
+    the same camera frame with the same tracked face and those parameters (320 crop): PSNR
+    (dB) inside the face oval; the album's own change there (PSNR of the album result
+    against the camera frame, so the first figure reads against how much fusion changed);
+    and for each of `variants` (parameters changed from `params`), the album's result with
+    them against the album's with `params` (how far the comparison would move if the live
+    view ignored them). None before a tracked frame."""
     import base64
 
     import cv2
@@ -195,12 +203,16 @@ def live_vs_album(page: Any, source_b64: str, refine: bool) -> dict[str, float] 
 
     from ..stages.mesh_topology import FACE_OVAL_LOOP
 
-    r = page.evaluate(LIVE_VS_ALBUM_JS, [source_b64, refine])
+    r = page.evaluate(LIVE_VS_ALBUM_JS, [source_b64, params, list(variants)])
     if r is None:
         return None
     shape = (r["h"], r["w"], 3)
-    img = {k: np.frombuffer(base64.b64decode(r[k]), np.uint8).reshape(shape).astype(np.float64)
-           for k in ("input", "live", "album")}
+
+    def pixels(b64: str) -> np.ndarray:
+        return np.frombuffer(base64.b64decode(b64), np.uint8).reshape(shape).astype(np.float64)
+
+    live, camera = pixels(r["live"]), pixels(r["input"])
+    album, *others = (pixels(a) for a in r["albums"])
     oval = np.asarray(r["landmarks"], np.float64).reshape(-1, 3)[list(FACE_OVAL_LOOP), :2]
     mask = np.zeros(shape[:2], np.uint8)
     cv2.fillPoly(mask, [np.round(oval).astype(np.int32)], 1)
@@ -210,6 +222,7 @@ def live_vs_album(page: Any, source_b64: str, refine: bool) -> dict[str, float] 
         mse = float(np.mean((a[sel] - b[sel]) ** 2))
         return 99.0 if mse <= 1e-12 else 10 * float(np.log10(255.0 ** 2 / mse))
 
-    return {"face_psnr_db": psnr(img["live"], img["album"]),
-            "album_change_psnr_db": psnr(img["album"], img["input"]),
+    return {"face_psnr_db": psnr(live, album),
+            "album_change_psnr_db": psnr(album, camera),
+            "variants_psnr_db": [psnr(other, album) for other in others],
             "face_pixels": int(sel.sum())}

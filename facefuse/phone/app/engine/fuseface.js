@@ -8,11 +8,9 @@ import {mouthOpenRatio} from './landmarks.js';
 import {pasteBack} from './paste.js';
 import {makeImage} from './raster.js';
 import {refine, refineSide} from './refine.js';
-import {faceMask, mix, skinMask} from './texture.js';
-import {trustMap} from './occlusion.js';
+import {faceMask, mix, NO_REGION, skinMask} from './texture.js';
+import {sourceTrust, trustMap} from './occlusion.js';
 import {featureShifts, registerPoints} from './registration.js';
-
-const NO_REGION = {scale: 1, rotation: 0, offset_x: 0, offset_y: 0};
 
 /** Milliseconds per stage; `await timings.stage('x', fn)` adds fn's time to stage x. */
 export class Timings {
@@ -69,14 +67,7 @@ export async function fuseFace(engine, src, image, face, p, timings) {
         const model = await engine.trustModel();
         const bareFace = faceMask(geo.shape, size, NO_REGION, contract);
         const bareSkin = skinMask(geo.shape, size, bareFace, contract);
-        // The source's map in its own crop, once per prepared source (PreparedSource.trust),
-        // warped by the source's field.
-        if (!src.trust) {
-          const own = landmarkPoints(src.aligned.landmarks);
-          const ownFace = faceMask(own, size, NO_REGION, contract);
-          src.trust = await trustMap(src.aligned.crop, own, skinMask(own, size, ownFace, contract), contract, model);
-        }
-        const srcTrust = applyField(geo.srcField, src.trust);
+        const srcTrust = applyField(geo.srcField, await sourceTrust(src, contract, model));
         tplTrust = await trustMap(geo.tplWarped, geo.shape, bareSkin, contract, model, bareFace);
         trusts.push(srcTrust, tplTrust);
       }

@@ -29,8 +29,8 @@ export class LiveFuser {
     const face = await timings.stage('analyse', () => this.tracker.track({w, h, c: 4, data: rgba}));
     if (!face) return {box: null, landmarks: null, stages: timings.ms};
     const p = this.params;
-    if (p.occlusion || p.feature_registration) {
-      // Stages the live path has no restructured form of: the album's, on an RGB copy.
+    if (p.feature_registration) {
+      // The stage the live path has no restructured form of: the album's, on an RGB copy.
       if (!this.rgb || this.rgb.data.length !== w * h * 3) this.rgb = {w, h, c: 3, data: new Uint8ClampedArray(w * h * 3)};
       const rgb = this.rgb.data;
       for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) { rgb[i] = rgba[j]; rgb[i + 1] = rgba[j + 1]; rgb[i + 2] = rgba[j + 2]; }

@@ -12,8 +12,9 @@ import {BackendError} from './errors.js';
 import {adjustTone, applyMode} from './finish.js';
 import {anchorPoints, buildPlan, fuseShape, landmarkPoints} from './geometry.js';
 import {mouthOpenRatio} from './landmarks.js';
+import {sourceTrust, trustMap} from './occlusion.js';
 import {refine} from './refine.js';
-import {faceMask, featureMask, matchColour, mouthMask} from './texture.js';
+import {faceMask, featureMask, isNoRegion, matchColour, mouthMask, NO_REGION, skinMask} from './texture.js';
 
 /** Crop-space node positions of the plan's warp (planField's nodes, before the bilinear
  * fill): where each grid node of the crop samples `fromPts`' image. */
@@ -46,8 +47,9 @@ function cellTable(size, n, step) {
 
 /** Sample `img` (`stride` bytes or floats a pixel, RGB first) at the node field, rows
  * y0..y1 and columns x0..x1 of the size x size crop, bilinear with the border replicated,
- * into `out` (Float32Array size*size*3). The field's nodes are in `img`'s pixels. */
-export function warpNodes(img, nodes, table, n, size, box, out) {
+ * into `out` (Float32Array size*size*channels). The field's nodes are in `img`'s pixels.
+ * `channels`: 3 (RGB) or 1 (the first value of each pixel: a map). */
+export function warpNodes(img, nodes, table, n, size, box, out, channels = 3) {
   const {data, w, h, stride} = img; const {cell, frac} = table;
   const nx = nodes.x; const ny = nodes.y;
   const wm = w - 1; const hm = h - 1; const rowStride = w * stride;
@@ -58,8 +60,8 @@ export function warpNodes(img, nodes, table, n, size, box, out) {
       rx[j] = nx[r0 + j] + ay * (nx[r0 + n + j] - nx[r0 + j]);
       ry[j] = ny[r0 + j] + ay * (ny[r0 + n + j] - ny[r0 + j]);
     }
-    let o = (y * size + box.x0) * 3;
-    for (let x = box.x0; x < box.x1; x++, o += 3) {
+    let o = (y * size + box.x0) * channels;
+    for (let x = box.x0; x < box.x1; x++, o += channels) {
       const c = cell[x]; const ax = frac[x];
       const fx = rx[c] + ax * (rx[c + 1] - rx[c]); const fy = ry[c] + ax * (ry[c + 1] - ry[c]);
       const x0 = Math.floor(fx); const y0 = Math.floor(fy); const bx = fx - x0; const by = fy - y0;
@@ -72,6 +74,7 @@ export function warpNodes(img, nodes, table, n, size, box, out) {
         p00 = ya * rowStride + xa * stride; p01 = ya * rowStride + xb * stride; p10 = yb * rowStride + xa * stride; p11 = yb * rowStride + xb * stride;
       }
       const v00 = (1 - bx) * (1 - by); const v01 = bx * (1 - by); const v10 = (1 - bx) * by; const v11 = bx * by;
+      if (channels === 1) { out[o] = data[p00] * v00 + data[p01] * v01 + data[p10] * v10 + data[p11] * v11; continue; }
       out[o] = data[p00] * v00 + data[p01] * v01 + data[p10] * v10 + data[p11] * v11;
       out[o + 1] = data[p00 + 1] * v00 + data[p01 + 1] * v01 + data[p10 + 1] * v10 + data[p11 + 1] * v11;
       out[o + 2] = data[p00 + 2] * v00 + data[p01 + 2] * v01 + data[p10 + 2] * v10 + data[p11 + 2] * v11;
@@ -154,7 +157,7 @@ function evenBox(mask, size, eps, pad) {
 export class LiveFusion {
   /** `source`: the prepared source {aligned} (its crop at `size`). */
   constructor(contract, source, size) {
-    this.contract = contract; this.size = size;
+    this.contract = contract; this.size = size; this.source = source;
     this.srcLm = source.aligned.landmarks; this.srcPts = landmarkPoints(source.aligned.landmarks);
     // The crop's values are whole numbers 0..255 (rounded as the album path's): as bytes,
     // the same values, and warpNodes reads one kind of array for the frame and the source.
@@ -172,6 +175,8 @@ export class LiveFusion {
     const half = (c) => ({w: 0, h: 0, c, data: new Float32Array((px / 4) * c)});
     this.half = {src: half(3), tpl: half(3), fused: half(3), mask: half(1), skin: half(1)};
     this.level = null; // the frame at half resolution, when the crop shrinks it that much
+    this.srcTrust = null; // with occlusion: the source's map as bytes, and warped (0..255)
+    this.srcTrustWarped = new Float32Array(px);
   }
 
   /** The frame as the warp samples it: the RGBA pixels, or their 2x2 averages over the
@@ -244,17 +249,17 @@ export class LiveFusion {
       return {shape, plan, anchors, moved};
     });
     const region = {scale: p.region_scale, rotation: p.region_rotation, offset_x: p.region_offset_x, offset_y: p.region_offset_y};
-    const tex = await timings.stage('texture', () => this.texture(geo, face, p, region));
+    const tex = await timings.stage('texture', () => this.texture(engine, geo, face, p, region));
     let fused = this.fused;
     if (p.refine && p.ratio > 0 && tex.box) {
       if (!engine.refiner) throw new BackendError('the U-Net refiner is not loaded: call loadEngine() without {refiner: false}, or set refine: false');
-      await timings.stage('refine', () => this.refine(engine.refiner, tex.face));
+      await timings.stage('refine', () => this.refine(engine.refiner, tex.touch, tex.gate));
     }
     const finished = await timings.stage('finish', () => {
       const img = (data) => ({w: S, h: S, c: 3, data});
       let f = img(p.ratio === 0 ? this.tpl : fused);
-      f = applyMode(f, img(this.tpl), {w: S, h: S, c: 1, data: this.weight}, tex.face, p.mode);
-      return adjustTone(f, tex.face, p.brightness, p.contrast, p.saturation);
+      f = applyMode(f, img(this.tpl), {w: S, h: S, c: 1, data: this.weight}, tex.touch, p.mode);
+      return adjustTone(f, tex.touch, p.brightness, p.contrast, p.saturation);
     });
     fused = finished.data;
     return timings.stage('paste', () => {
@@ -288,37 +293,53 @@ export class LiveFusion {
     return {box};
   }
 
-  /** Masks, the colour/light match (at half side) and the ratio mix into this.fused;
-   * {face (the soft face mask image), box (where the mix weight is above zero)}. */
-  texture(geo, face, p, region) {
+  /** Masks, the trust maps (with occlusion), the colour/light match (at half side) and the
+   * ratio mix into this.fused: {face (the soft face mask image), touch (what later stages
+   * may change: the face mask, times the template's trust map with occlusion), gate (that
+   * map's data, or null), box (where the mix weight is above zero)}. */
+  async texture(engine, geo, face, p, region) {
     const {contract, size: S} = this;
     const faceImg = faceMask(geo.shape, S, region, contract);
     const fm = faceImg.data; const wt = this.weight;
+    const none = {face: faceImg, touch: faceImg, gate: null, box: null};
     this.fused.set(this.tpl);
-    if (p.ratio === 0) { wt.fill(1); return {face: faceImg, box: null}; }
+    if (p.ratio === 0) { wt.fill(1); return none; }
     // Where the paste reads the fused crop (the face mask above region_eps): the U-Net's
     // change is added only there.
     this.region = evenBox(fm, S, contract.constants.region_eps, 0);
     const open = mouthOpenRatio(face.landmarks, contract.landmarks) > contract.constants.mouth_open_threshold;
     const mouth = open ? mouthMask(geo.shape, S, contract).data : null;
     for (let i = 0; i < S * S; i++) wt[i] = Math.fround(p.ratio * fm[i]) * (mouth ? 1 - mouth[i] : 1);
-    const box = evenBox(wt, S, 0, 2);
-    if (!box) return {face: faceImg, box: null};
+    const box = evenBox(wt, S, 0, 2); // the trust maps only lower the weight: it holds for them too
+    if (!box) return none;
     // The source through its own field, inside the box only.
     const srcNodes = planNodes(geo.plan, this.srcPts, geo.anchors, this.srcNodes);
     warpNodes(this.srcImg, srcNodes, this.table, this.n, S, box, this.src);
-    // The colour/light match at half side: the recoloured source's change, upsampled.
+    const trust = p.occlusion ? await this.trusts(engine, geo, faceImg, region, srcNodes, box) : null;
+    if (trust) { // the weight as texture.mix makes it: ratio x face x each map, then the mouth
+      const ts = trust.src; const tt = trust.tpl;
+      for (let y = box.y0; y < box.y1; y++) {
+        for (let x = box.x0, i = y * S + box.x0; x < box.x1; x++, i++) {
+          const v = Math.fround(Math.fround(Math.fround(p.ratio * fm[i]) * ts[i]) * tt[i]);
+          wt[i] = v * (mouth ? 1 - mouth[i] : 1);
+        }
+      }
+    }
+    // The colour/light match at half side: the recoloured source's change, upsampled. Its
+    // statistics are taken over trusted skin only.
     const H = this.half;
     halve(this.src, S, 3, box, H.src); halve(this.tpl, S, 3, box, H.tpl);
     const hs = S / 2;
     const halfShape = geo.shape.map(([x, y]) => [(x - 0.5) / 2, (y - 0.5) / 2]);
     const features = featureMask(halfShape, hs, contract).data;
     const bx = box.x0 >> 1; const by = box.y0 >> 1; const sk = H.skin; sk.w = H.src.w; sk.h = H.src.h;
+    const trusted = (i) => 0.25 * (trust.src[i] * trust.tpl[i] + trust.src[i + 1] * trust.tpl[i + 1]
+      + trust.src[i + S] * trust.tpl[i + S] + trust.src[i + S + 1] * trust.tpl[i + S + 1]);
     for (let y = 0; y < sk.h; y++) {
       for (let x = 0; x < sk.w; x++) {
         const i = (box.y0 + 2 * y) * S + box.x0 + 2 * x;
         const f = 0.25 * (fm[i] + fm[i + 1] + fm[i + S] + fm[i + S + 1]);
-        sk.data[y * sk.w + x] = f * (1 - features[(by + y) * hs + bx + x] / 255);
+        sk.data[y * sk.w + x] = f * (1 - features[(by + y) * hs + bx + x] / 255) * (trust ? trusted(i) : 1);
       }
     }
     const srcHalf = {w: H.src.w, h: H.src.h, c: 3, data: H.src.data.subarray(0, H.src.w * H.src.h * 3)};
@@ -329,22 +350,47 @@ export class LiveFusion {
     for (let i = 0; i < srcHalf.data.length; i++) change.data[i] = matched.data[i] - srcHalf.data[i];
     // fused += weight * (clip(source + change) - fused); the source's buffer is free after.
     addDoubled(change, box, this.src, S, box, wt, this.fused);
-    return {face: faceImg, box};
+    if (!trust) return {face: faceImg, touch: faceImg, gate: null, box};
+    // Later stages change only what is the template's face: its occluders stay on top.
+    this.touch ??= {w: S, h: S, c: 1, data: new Float32Array(S * S)};
+    for (let i = 0; i < S * S; i++) this.touch.data[i] = Math.fround(fm[i] * trust.tpl[i]);
+    return {face: faceImg, touch: this.touch, gate: trust.tpl, box};
   }
 
-  /** The U-Net at half side (the refine stage's work side) on the mix, the face mask and
-   * the template; its change upsampled into this.fused, inside the face (this.region, from
-   * texture()). */
-  async refine(refiner, faceImg) {
+  /** The trust maps of this frame (occlusion, as fuseface.js): {src (the source's map,
+   * made once in its own crop and warped by its field over `box`), tpl (the template's,
+   * in the crop)}, float 0..1 a crop pixel. */
+  async trusts(engine, geo, faceImg, region, srcNodes, box) {
+    const {contract, size: S} = this;
+    if (!engine.trustModel) throw new BackendError('the occlusion trust model is not loaded: this engine was made without it, or set occlusion: false');
+    const model = await engine.trustModel();
+    if (!this.srcTrust) { // as bytes, as the source crop: warpNodes reads one kind of array
+      const own = await sourceTrust(this.source, contract, model);
+      this.srcTrust = {data: Uint8ClampedArray.from(own.data, (v) => v * 255), w: own.w, h: own.h, stride: 1};
+    }
+    const ts = this.srcTrustWarped;
+    warpNodes(this.srcTrust, srcNodes, this.table, this.n, S, box, ts, 1);
+    for (let y = box.y0; y < box.y1; y++) for (let i = y * S + box.x0; i < y * S + box.x1; i++) ts[i] /= 255;
+    const bareFace = isNoRegion(region) ? faceImg : faceMask(geo.shape, S, NO_REGION, contract);
+    const bareSkin = skinMask(geo.shape, S, bareFace, contract);
+    const tpl = await trustMap({w: S, h: S, c: 3, data: this.tpl}, geo.shape, bareSkin, contract, model, bareFace);
+    return {src: ts, tpl: tpl.data};
+  }
+
+  /** The U-Net at half side (the refine stage's work side) on the mix, the face mask (`touch`)
+   * and the template; its change upsampled into this.fused, inside the face (this.region,
+   * from texture()), weighted by `gate` (the template's trust map, or null) as
+   * stages/refine.py weights it. */
+  async refine(refiner, touch, gate) {
     const S = this.size; const H = this.half; const all = {x0: 0, y0: 0, x1: S, y1: S};
     this.small ??= {w: 0, h: 0, c: 3, data: new Float32Array((S * S * 3) / 4)};
     const small = halve(this.fused, S, 3, all, this.small);
     const tpl = halve(this.tpl, S, 3, all, H.tpl);
-    const mask = halve(faceImg.data, S, 1, all, H.mask);
+    const mask = halve(touch.data, S, 1, all, H.mask);
     const refined = await refine(refiner, small, mask, tpl, S / 2);
     const change = H.fused; change.w = small.w; change.h = small.h;
     for (let i = 0; i < refined.data.length; i++) change.data[i] = refined.data[i] - small.data[i];
-    if (this.region) addDoubled(change, all, this.fused, S, this.region, null, null);
+    if (this.region) addDoubled(change, all, this.fused, S, this.region, gate, gate ? this.fused : null);
   }
 }
 

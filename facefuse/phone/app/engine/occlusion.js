@@ -4,9 +4,10 @@
 // glasses or a hand over the source stays out of the result; over the template it stays
 // on top.
 import {BackendError} from './errors.js';
-import {centreOf} from './geometry.js';
+import {centreOf, landmarkPoints} from './geometry.js';
 import {compileModel, Tensor} from './litert.js';
 import {convexHull, fillPolygon, gaussianBlur, makeImage, morph, resizeArea, resizeLinear, rgbToLab} from './raster.js';
+import {faceMask, NO_REGION, skinMask} from './texture.js';
 
 const WORK_FACTOR = 2;
 const FLOOR_SPREAD = [4.0, 3.0, 3.0];
@@ -50,14 +51,15 @@ function features(shape, side, scale, mesh) {
   return grown(mask, side / 128);
 }
 
+/** Median and percentile of a Float64Array (sorted in place: callers pass a fresh one). */
 function median(values) {
-  const s = Float64Array.from(values).sort();
+  const s = values.sort();
   const n = s.length; const m = n >> 1;
   return n % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 function percentile(values, q) {
-  const s = Float64Array.from(values).sort();
+  const s = values.sort();
   const pos = (q / 100) * (s.length - 1); const lo = Math.floor(pos); const hi = Math.min(lo + 1, s.length - 1);
   return s[lo] + (s[hi] - s[lo]) * (pos - lo);
 }
@@ -77,33 +79,42 @@ function localMean(values, weight, sigma) {
 /** 0..1 per pixel: how skin-like the colour is against the robust skin statistics (chroma
  * against the lit skin's median, lightness one-sided against the local lit skin). */
 function colourTrust(lab, skin) {
-  const n = lab.w * lab.h;
-  const sel = [];
-  for (let i = 0; i < n; i++) if (skin.data[i] > 0.5) sel.push(i);
+  const n = lab.w * lab.h; const sk = skin.data; const L = lab.data;
+  let count = 0;
+  for (let i = 0; i < n; i++) if (sk[i] > 0.5) count++;
   const out = makeImage(lab.w, lab.h, 1);
-  if (sel.length < 50) { out.data.fill(1); return out; }
-  const L = lab.data;
-  const selL = sel.map((i) => L[3 * i]);
-  const midL = median(selL);
+  if (count < 50) { out.data.fill(1); return out; }
+  const sel = new Int32Array(count);
+  for (let i = 0, j = 0; i < n; i++) if (sk[i] > 0.5) sel[j++] = i;
+  const channel = (idx, k) => { const v = new Float64Array(idx.length); for (let j = 0; j < idx.length; j++) v[j] = L[3 * idx[j] + k]; return v; };
+  const selL = channel(sel, 0);
+  const midL = median(selL.slice());
   const lit = sel.filter((i) => L[3 * i] >= midL);
-  const med = [0, 1, 2].map((k) => median(lit.map((i) => L[3 * i + k])));
-  const spread = [0, 1, 2].map((k) => Math.max(1.4826 * median(lit.map((i) => Math.abs(L[3 * i + k] - med[k]))), FLOOR_SPREAD[k]));
+  const med = [0, 1, 2].map((k) => median(channel(lit, k)));
+  const spread = [0, 1, 2].map((k) => {
+    const dev = channel(lit, k);
+    for (let j = 0; j < dev.length; j++) dev[j] = Math.abs(dev[j] - med[k]);
+    return Math.max(1.4826 * median(dev), FLOOR_SPREAD[k]);
+  });
   spread[0] = FLOOR_SPREAD[0];
   const chroma = new Float64Array(n);
-  for (let i = 0; i < n; i++) chroma[i] = Math.hypot((L[3 * i + 1] - med[1]) / spread[1], (L[3 * i + 2] - med[2]) / spread[2]);
-  const litL = percentile(selL, LIT_PERCENTILE);
-  const likely = makeImage(lab.w, lab.h, 1); let count = 0;
   for (let i = 0; i < n; i++) {
-    const v = skin.data[i] > 0.5 && chroma[i] < TRUSTED_BELOW && L[3 * i] > litL - LIT_RANGE ? 1 : 0;
-    likely.data[i] = v; count += v;
+    const a = (L[3 * i + 1] - med[1]) / spread[1]; const b = (L[3 * i + 2] - med[2]) / spread[2];
+    chroma[i] = Math.sqrt(a * a + b * b);
   }
-  if (count < 50) for (let i = 0; i < n; i++) likely.data[i] = skin.data[i] > 0.5 ? 1 : 0;
+  const litL = percentile(selL, LIT_PERCENTILE);
+  const likely = makeImage(lab.w, lab.h, 1); let liked = 0;
+  for (let i = 0; i < n; i++) {
+    const v = sk[i] > 0.5 && chroma[i] < TRUSTED_BELOW && L[3 * i] > litL - LIT_RANGE ? 1 : 0;
+    likely.data[i] = v; liked += v;
+  }
+  if (liked < 50) for (let i = 0; i < n; i++) likely.data[i] = sk[i] > 0.5 ? 1 : 0;
   const lightness = makeImage(lab.w, lab.h, 1);
   for (let i = 0; i < n; i++) lightness.data[i] = L[3 * i];
   const local = localMean(lightness, likely, LOCAL_SIGMA * lab.h);
   for (let i = 0; i < n; i++) {
-    const darker = Math.max(Math.min(local.data[i], litL) - L[3 * i] - DARKER_SLACK, 0);
-    const dist = Math.hypot(darker / spread[0], chroma[i]);
+    const darker = Math.max(Math.min(local.data[i], litL) - L[3 * i] - DARKER_SLACK, 0) / spread[0];
+    const dist = Math.sqrt(darker * darker + chroma[i] * chroma[i]);
     out.data[i] = Math.min(1, Math.max(0, (DISTRUSTED_ABOVE - dist) / (DISTRUSTED_ABOVE - TRUSTED_BELOW)));
   }
   return out;
@@ -112,8 +123,8 @@ function colourTrust(lab, skin) {
 /** The crop at the working side in OpenCV's 8-bit LAB, brought back to L 0..100, a and b
  * signed (the Python side converts uint8 pixels through cv2's table). */
 function workingLab(crop, side) {
-  const bytes = makeImage(crop.w, crop.h, 3);
-  for (let i = 0; i < bytes.data.length; i++) bytes.data[i] = Math.trunc(Math.min(255, Math.max(0, crop.data[i])));
+  const bytes = makeImage(crop.w, crop.h, 3); const b = bytes.data; const c = crop.data;
+  for (let i = 0; i < b.length; i++) { const v = c[i]; b[i] = v <= 0 ? 0 : v >= 255 ? 255 : Math.trunc(v); }
   const small = resizeArea(bytes, side, side);
   for (let i = 0; i < small.data.length; i++) small.data[i] = Math.round(small.data[i]);
   const lab = rgbToLab(small);
@@ -174,6 +185,19 @@ export async function trustMap(crop, shape, skin, contract, model = null, outlin
   const learned = await learnedTrust(model, crop, skin, contract);
   for (let i = 0; i < classical.data.length; i++) classical.data[i] = Math.min(classical.data[i], learned.data[i]);
   return classical;
+}
+
+/** The source's map in its own aligned crop (float 0..1 at its side), made once per
+ * prepared source and kept on it (PreparedSource.trust): every fusion of that source, the
+ * album's or a live frame's, warps it by the source's field instead of mapping again. */
+export async function sourceTrust(src, contract, model) {
+  if (!src.trust) {
+    const {crop, landmarks} = src.aligned;
+    const own = landmarkPoints(landmarks);
+    const ownFace = faceMask(own, crop.h, NO_REGION, contract);
+    src.trust = await trustMap(crop, own, skinMask(own, crop.h, ownFace, contract), contract, model);
+  }
+  return src.trust;
 }
 
 /** The colour map alone. `shape`: [x, y] landmarks in crop pixels; `skin`: the bare skin. */

@@ -14,6 +14,11 @@ function polyMask(size, pts, aa) {
   return m;
 }
 
+/** The region parameters that leave the face mask as the landmarks give it. */
+export const NO_REGION = Object.freeze({scale: 1, rotation: 0, offset_x: 0, offset_y: 0});
+
+export const isNoRegion = (r) => r.scale === 1 && r.rotation === 0 && r.offset_x === 0 && r.offset_y === 0;
+
 /** Soft face mask (0..1): the oval pulled in at the forehead, feathered inward. */
 export function faceMask(shape, size, region, contract) {
   const M = contract.mesh;
@@ -25,7 +30,7 @@ export function faceMask(shape, size, region, contract) {
   let pulled = oval.map(([x, y]) => [cx + 0.94 * (x - cx), cy + 0.94 * (y - cy)]);
   pulled = pulled.map(([x, y]) => (y < browY ? [x, browY + 0.8 * (y - browY)] : [x, y]));
   const width = ptp(oval.map((p) => p[0])); const height = ptp(oval.map((p) => p[1]));
-  if (region.scale !== 1 || region.rotation !== 0 || region.offset_x !== 0 || region.offset_y !== 0) {
+  if (!isNoRegion(region)) {
     // cv2.getRotationMatrix2D(centre, -rotation, scale) plus the offset.
     const a = (-region.rotation * Math.PI) / 180;
     const al = region.scale * Math.cos(a); const be = region.scale * Math.sin(a);
