@@ -249,7 +249,11 @@ export class LiveFusion {
       return {shape, plan, anchors, moved};
     });
     const region = {scale: p.region_scale, rotation: p.region_rotation, offset_x: p.region_offset_x, offset_y: p.region_offset_y};
-    const tex = await timings.stage('texture', () => this.texture(engine, geo, face, p, region));
+    let tex = await timings.stage('texture', () => this.masks(geo, face, p, region));
+    // With occlusion, the trust maps (their own stage: they cost as much as the rest of
+    // the texture stage together), then the mix.
+    const trust = p.occlusion && tex.box ? await timings.stage('occlusion', () => this.trusts(engine, geo, tex)) : null;
+    if (tex.box) tex = await timings.stage('texture', () => this.mix(geo, p, tex, trust));
     let fused = this.fused;
     if (p.refine && p.ratio > 0 && tex.box) {
       if (!engine.refiner) throw new BackendError('the U-Net refiner is not loaded: call loadEngine() without {refiner: false}, or set refine: false');
@@ -293,11 +297,10 @@ export class LiveFusion {
     return {box};
   }
 
-  /** Masks, the trust maps (with occlusion), the colour/light match (at half side) and the
-   * ratio mix into this.fused: {face (the soft face mask image), touch (what later stages
-   * may change: the face mask, times the template's trust map with occlusion), gate (that
-   * map's data, or null), box (where the mix weight is above zero)}. */
-  async texture(engine, geo, face, p, region) {
+  /** The face mask, the mix weight and the box where it is above zero (null: nothing to
+   * mix), the source warped over that box: {face (the soft face mask image), touch (what
+   * later stages may change), gate (null), box, region, mouth, srcNodes}. */
+  masks(geo, face, p, region) {
     const {contract, size: S} = this;
     const faceImg = faceMask(geo.shape, S, region, contract);
     const fm = faceImg.data; const wt = this.weight;
@@ -315,7 +318,15 @@ export class LiveFusion {
     // The source through its own field, inside the box only.
     const srcNodes = planNodes(geo.plan, this.srcPts, geo.anchors, this.srcNodes);
     warpNodes(this.srcImg, srcNodes, this.table, this.n, S, box, this.src);
-    const trust = p.occlusion ? await this.trusts(engine, geo, faceImg, region, srcNodes, box) : null;
+    return {face: faceImg, touch: faceImg, gate: null, box, region, mouth, srcNodes};
+  }
+
+  /** The colour/light match (at half side) and the ratio mix into this.fused, with `trust`
+   * (trusts(), or null) in the weight and the colour statistics; the template's map then
+   * bounds what later stages change (`touch`, `gate`). */
+  mix(geo, p, tex, trust) {
+    const {contract, size: S} = this;
+    const {box, mouth} = tex; const fm = tex.face.data; const wt = this.weight;
     if (trust) { // the weight as texture.mix makes it: ratio x face x each map, then the mouth
       const ts = trust.src; const tt = trust.tpl;
       for (let y = box.y0; y < box.y1; y++) {
@@ -350,17 +361,17 @@ export class LiveFusion {
     for (let i = 0; i < srcHalf.data.length; i++) change.data[i] = matched.data[i] - srcHalf.data[i];
     // fused += weight * (clip(source + change) - fused); the source's buffer is free after.
     addDoubled(change, box, this.src, S, box, wt, this.fused);
-    if (!trust) return {face: faceImg, touch: faceImg, gate: null, box};
+    if (!trust) return tex;
     // Later stages change only what is the template's face: its occluders stay on top.
     this.touch ??= {w: S, h: S, c: 1, data: new Float32Array(S * S)};
     for (let i = 0; i < S * S; i++) this.touch.data[i] = Math.fround(fm[i] * trust.tpl[i]);
-    return {face: faceImg, touch: this.touch, gate: trust.tpl, box};
+    return {...tex, touch: this.touch, gate: trust.tpl};
   }
 
   /** The trust maps of this frame (occlusion, as fuseface.js): {src (the source's map,
    * made once in its own crop and warped by its field over `box`), tpl (the template's,
    * in the crop)}, float 0..1 a crop pixel. */
-  async trusts(engine, geo, faceImg, region, srcNodes, box) {
+  async trusts(engine, geo, {face: faceImg, region, srcNodes, box}) {
     const {contract, size: S} = this;
     if (!engine.trustModel) throw new BackendError('the occlusion trust model is not loaded: this engine was made without it, or set occlusion: false');
     const model = await engine.trustModel();
@@ -379,7 +390,7 @@ export class LiveFusion {
 
   /** The U-Net at half side (the refine stage's work side) on the mix, the face mask (`touch`)
    * and the template; its change upsampled into this.fused, inside the face (this.region,
-   * from texture()), weighted by `gate` (the template's trust map, or null) as
+   * from masks()), weighted by `gate` (the template's trust map, or null) as
    * stages/refine.py weights it. */
   async refine(refiner, touch, gate) {
     const S = this.size; const H = this.half; const all = {x0: 0, y0: 0, x1: S, y1: S};
