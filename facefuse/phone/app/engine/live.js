@@ -83,7 +83,9 @@ export class LiveView {
 
   /** The camera's own frames (MediaStreamTrackProcessor: CPU memory, I420, ~1-3 ms to RGBA,
    * where a frame taken from the <video> is a GPU texture read back in 30-150 ms on
-   * software WebGL): each one goes to the Worker, or is dropped while one is there. */
+   * software WebGL): each one goes to a free Worker; while none is free the newest waits
+   * (one frame, never a queue: the one it replaces is dropped) and goes to the first Worker
+   * that frees up, which otherwise would sit idle until the camera's next frame. */
   async pump() {
     const [track] = this.stream.getVideoTracks();
     this.reader = new MediaStreamTrackProcessor({track}).readable.getReader();
@@ -95,8 +97,14 @@ export class LiveView {
       const stamp = got.value.timestamp; const fps = track.getSettings().frameRate || 30;
       if (this.stamp !== undefined) this.dropped += Math.max(0, Math.round(((stamp - this.stamp) * fps) / 1e6) - 1);
       this.stamp = stamp;
-      if (!this.running || !this.free.length) { got.value.close(); if (this.running) this.dropped++; continue; }
-      this.send(got.value);
+      if (!this.running) { got.value.close(); break; }
+      const arrived = performance.now();
+      if (!this.free.length) {
+        if (this.held) { this.held.frame.close(); this.dropped++; }
+        this.held = {frame: got.value, arrived};
+        continue;
+      }
+      this.send(got.value, arrived);
     }
   }
 
@@ -120,10 +128,10 @@ export class LiveView {
 
   /** Fuse one frame (a camera VideoFrame, or null: take one from the <video>) on a free
    * Worker. */
-  async send(camera) {
+  async send(camera, arrived = performance.now()) {
     const worker = this.free.shift();
     const seq = this.seq++;
-    const t0 = performance.now();
+    const t0 = arrived; // the frame's time is counted from its arrival, waiting included
     let done;
     const flight = new Promise((resolve) => { done = resolve; });
     this.pending.add(flight);
@@ -157,6 +165,7 @@ export class LiveView {
       console.warn(err);
     } finally {
       this.free.push(worker);
+      if (this.held && this.running) { const {frame, arrived: at} = this.held; this.held = null; this.send(frame, at); }
       this.pending.delete(flight);
       done();
     }
@@ -200,6 +209,7 @@ export class LiveView {
   /** Stop and release the camera; resolves once the frame in flight (if any) is back. */
   stop() {
     this.running = false;
+    if (this.held) { this.held.frame.close(); this.held = null; }
     if (this.reader) this.reader.cancel().catch(() => {});
     for (const track of this.stream.getTracks()) track.stop();
     this.video.srcObject = null;
