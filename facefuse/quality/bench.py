@@ -1018,6 +1018,9 @@ def bench_video(data: Path, size: tuple[int, int] = (1280, 720), frames: int = 9
         with FaceFuser() as engine:
             for name, params, options in (
                     ("facefuse video, refiner on", FusionParams(ratio=0.8), VideoOptions()),
+                    # occlusion is on by default; this row is its cost on the same clip
+                    ("refiner on, occlusion off", FusionParams(ratio=0.8, occlusion=False),
+                     VideoOptions()),
                     ("facefuse video, refiner off", FusionParams(ratio=0.8, refine=False),
                      VideoOptions()),
                     ("refiner on, one fusion thread", FusionParams(ratio=0.8),
