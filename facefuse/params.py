@@ -176,8 +176,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Values from the phone study behind the product.
     "desktop": {"ratio": 0.5, "shape_ratio": 0.5, "smoothing": 0.3, "brightness": 0.0,
                 "crop_size": 512},
+    # Occlusion off on the phone: its trust maps take the live camera view from 26-27 to
+    # about 17 fps with two Workers on the reference machine (docs/phone.md); the app's
+    # switch turns it on.
     "mobile": {"ratio": 0.45, "shape_ratio": 0.45, "smoothing": 0.25, "brightness": 0.08,
-               "crop_size": 512, "backend": "ort-int8"},
+               "crop_size": 512, "backend": "ort-int8", "occlusion": False},
 }
 
 

@@ -23,6 +23,7 @@ from .. import __version__
 from ..errors import FaceFuseError
 from ..imageio import ImageLimits, load_image, save_image
 from ..params import LABELS, PRESETS, FusionParams, param_specs
+from ..params import preset as preset_params
 from ..pipeline import FaceFuser, PreparedSource
 from ..runners.live import LiveFuser
 from ..stages.analysis import Face
@@ -425,7 +426,9 @@ class WebApp:
                       api_visibility="private", show_progress="hidden")
 
             def apply_preset(name):
-                values = PRESETS.get(name, {})
+                # A preset is a whole setting, the defaults with its values (as `preset()`
+                # and the phone app make it): what another preset changed does not linger.
+                values = preset_params(name).to_dict() if name in PRESETS else {}
                 return [gr.update(value=values[n]) if n in values else gr.update()
                         for n in self.names]
 
