@@ -630,7 +630,9 @@ def bench_phone_album(pairs: list[tuple[Path, Path]]) -> dict[str, Any]:
 LIVE_START_JS = """async ([source, params, workers]) => {
   const blob = new Blob([Uint8Array.from(atob(source), (c) => c.charCodeAt(0))],
                         {type: 'image/jpeg'});
-  await window.facefuse.startLive(blob, params, {worker: workers > 0, workers});
+  // workers null: as the app starts it (its default number of Workers)
+  await window.facefuse.startLive(blob, params,
+                                  workers === null ? {} : {worker: workers > 0, workers});
 }"""
 
 
@@ -651,7 +653,8 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
     mid-range phone), Worker or page thread, and refiner on/off: fps, frame ms p50/p95,
     per-stage ms, faces tracked, frames dropped and the JS heaps (the page's and its
     Workers') before/after `seconds`; then one long run (`heap_seconds`, 0: none) as the
-    app runs by default (1x, one Worker, refiner on) for the heaps before and after it."""
+    app runs by default (1x, its default number of Workers, refiner on) for the heaps
+    before and after it."""
     import base64
 
     from playwright.sync_api import sync_playwright
@@ -682,7 +685,7 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
                                  "performance.getEntriesByName(n)[0]?.startTime ?? null]))")
             cdp = context.new_cdp_session(page)
 
-            def live_run(params: dict[str, Any], workers: int, span: float
+            def live_run(params: dict[str, Any], workers: int | None, span: float
                          ) -> tuple[dict, dict, dict]:
                 """Start the live view, let its first frames pass, then `span` seconds:
                 stats() and the JS heaps before and after; the view is left running."""
@@ -716,10 +719,11 @@ def bench_phone_app_live(source: Path, camera_photo: Path, seconds: float = 30.0
             cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
             long_run = None
             if heap_seconds > 0:
-                stats, before, after = live_run({"refine": True, "occlusion": phone}, 1,
+                stats, before, after = live_run({"refine": True, "occlusion": phone}, None,
                                                 heap_seconds)
                 long_run = {"seconds": heap_seconds, "heap_mb_before": before,
                             "heap_mb_after": after, "fps": stats["fps"],
+                            "workers": stats["workers"],
                             "faces_tracked": stats["faces_tracked"]}
                 page.evaluate("window.facefuse.stopLive()")
             browser.close()
@@ -849,8 +853,10 @@ def phone_app_live_markdown(r: dict[str, Any]) -> list[str]:
               "Occlusion as the phone app's mobile preset sets it, but for the row that says "
               "otherwise.", ""]
     if run := r.get("long_run"):
-        lines += [f"Long run, {run['seconds']:.0f} s at 1x (one Worker, refiner on, as "
-                  f"the app runs by default): JS heap MB (page + Worker) "
+        workers = run.get("workers", 1)
+        lines += [f"Long run, {run['seconds']:.0f} s at 1x ({workers} Worker"
+                  f"{'s' if workers != 1 else ''}, refiner on, as the app runs by default "
+                  f"here): JS heap MB (page + Workers) "
                   f"{heap(run['heap_mb_before'])} -> {heap(run['heap_mb_after'])}, "
                   f"{run['fps']:.1f} fps, {run['faces_tracked']} faces tracked.", ""]
     return lines
