@@ -512,55 +512,65 @@ def coreml_rows(models: Path, sizes: list[int]) -> list[dict[str, Any]]:
 
 
 def plot(report: dict[str, Any], path: Path) -> Path:
-    """PNG: refiner latency per backend x size, and the per-stage time of both paths."""
+    """PNG, one panel per table the run measured: refiner latency per backend x size, the
+    per-stage time of both paths, the phone app's live view fps against its goals."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    live = report.get("phone_app_live", {}).get("rows", [])
-    fig, axes = plt.subplots(1, 3 if live else 2, figsize=(18 if live else 12, 4.5))
-    rows = [r for r in report.get("phone", []) if "p50_ms" in r]
-    labels = [f"{r['backend']}\n{r['size']}" for r in rows]
-    axes[0].bar(labels, [r["p50_ms"] for r in rows], color="#4c72b0")
-    axes[0].errorbar(labels, [r["p50_ms"] for r in rows],
-                     yerr=[[0] * len(rows), [r["p95_ms"] - r["p50_ms"] for r in rows]],
-                     fmt="none", ecolor="black", capsize=3)
-    for i, r in enumerate(rows):
-        if "face_psnr_vs_fp32_db" in r and r["backend"] != "ort-fp32":
-            axes[0].annotate(f"{min(r['face_psnr_vs_fp32_db'], 99):.0f} dB",
-                             (i, r["p95_ms"]), ha="center", va="bottom", fontsize=8)
-    axes[0].set_ylabel("U-Net latency, ms (p50, bar to p95)")
-    axes[0].set_title("Refiner per backend x size (PSNR vs FP32 above)")
-    axes[0].tick_params(axis="x", labelsize=8)
+    refiner_rows = [r for r in report.get("phone", []) if "p50_ms" in r]
     paths = {}
     if "album" in report:
         paths["album 1350 px"] = report["album"]["stages_ms"]
     for r in report.get("live", []):
         if r.get("stages_ms"):
             paths[f"camera 320 ({r['backend']})"] = r["stages_ms"]
-    stages = ["analyse", "align", "geometry", "texture", "refine", "finish", "paste"]
-    bottom = np.zeros(len(paths))
-    for stage in stages:
-        values = np.array([p.get(stage, 0.0) for p in paths.values()])
-        axes[1].bar(list(paths), values, bottom=bottom, label=stage)
-        bottom += values
-    axes[1].set_ylabel("ms per photo / frame")
-    axes[1].set_title("End-to-end pipeline per stage")
-    axes[1].legend(fontsize=8)
-    axes[1].tick_params(axis="x", labelsize=8)
-    if live:  # the phone app's live view: fps per throttling x refiner, with the goals
+    live = report.get("phone_app_live", {}).get("rows", [])
+
+    def refiner_panel(ax: Any) -> None:
+        labels = [f"{r['backend']}\n{r['size']}" for r in refiner_rows]
+        ax.bar(labels, [r["p50_ms"] for r in refiner_rows], color="#4c72b0")
+        ax.errorbar(labels, [r["p50_ms"] for r in refiner_rows],
+                    yerr=[[0] * len(refiner_rows),
+                          [r["p95_ms"] - r["p50_ms"] for r in refiner_rows]],
+                    fmt="none", ecolor="black", capsize=3)
+        for i, r in enumerate(refiner_rows):
+            if "face_psnr_vs_fp32_db" in r and r["backend"] != "ort-fp32":
+                ax.annotate(f"{min(r['face_psnr_vs_fp32_db'], 99):.0f} dB",
+                            (i, r["p95_ms"]), ha="center", va="bottom", fontsize=8)
+        ax.set_ylabel("U-Net latency, ms (p50, bar to p95)")
+        ax.set_title("Refiner per backend x size (PSNR vs FP32 above)")
+
+    def stages_panel(ax: Any) -> None:
+        bottom = np.zeros(len(paths))
+        for stage in ("analyse", "align", "geometry", "texture", "refine", "finish", "paste"):
+            values = np.array([p.get(stage, 0.0) for p in paths.values()])
+            ax.bar(list(paths), values, bottom=bottom, label=stage)
+            bottom += values
+        ax.set_ylabel("ms per photo / frame")
+        ax.set_title("End-to-end pipeline per stage")
+        ax.legend(fontsize=8)
+
+    def live_panel(ax: Any) -> None:  # fps per throttling x refiner, with the goals
         names = [f"{x['throttle']}x {x.get('workers', 0) or 'P'}{'W' if x.get('workers') else ''}"
-                 f"\nrefine {'on' if x['refine'] else 'off'}"
-                 f"{' occl' if x.get('occlusion') else ''}" for x in live]
-        axes[2].bar(names, [x["fps"] for x in live], color="#55a868")
+                 f"\n{'U-Net' if x['refine'] else 'no U-Net'}"
+                 f"{chr(10) + 'occlusion' if x.get('occlusion') else ''}" for x in live]
+        ax.bar(names, [x["fps"] for x in live], color="#55a868")
         for rate, goal in ((1, report["phone_app_live"]["goal"]["fps_1x"]),
                            (4, report["phone_app_live"]["goal"]["fps_4x"])):
-            axes[2].axhline(goal, ls="--", lw=1, color="grey")
-            axes[2].annotate(f"goal {rate}x", (0, goal), fontsize=8, va="bottom")
-        axes[2].set_ylabel("frames per second")
-        axes[2].set_title("Phone app live view (Chromium; W: Worker, P: page thread)")
-        axes[2].tick_params(axis="x", labelsize=8)
+            ax.axhline(goal, ls="--", lw=1, color="grey")
+            ax.annotate(f"goal {rate}x", (0, goal), fontsize=8, va="bottom")
+        ax.set_ylabel("frames per second")
+        ax.set_title("Phone app live view (Chromium; W: Worker, P: page thread)")
+
+    panels = [draw for draw, has in ((refiner_panel, refiner_rows), (stages_panel, paths),
+                                     (live_panel, live)) if has]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6 * max(1, len(panels)), 4.5),
+                             squeeze=False)
+    for draw, ax in zip(panels, axes[0], strict=False):
+        draw(ax)
+        ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
