@@ -8,8 +8,8 @@ import {mouthOpenRatio} from './landmarks.js';
 import {pasteBack} from './paste.js';
 import {makeImage} from './raster.js';
 import {refine, refineSide} from './refine.js';
-import {faceMask, mix, NO_REGION, skinMask} from './texture.js';
-import {sourceTrust, trustMap} from './occlusion.js';
+import {faceMask, mix, skinMask} from './texture.js';
+import {sourceTrust, templateTrust} from './occlusion.js';
 import {featureShifts, registerPoints} from './registration.js';
 
 /** Milliseconds per stage; `await timings.stage('x', fn)` adds fn's time to stage x. */
@@ -65,10 +65,8 @@ export async function fuseFace(engine, src, image, face, p, timings) {
       if (p.occlusion) {
         if (!engine.trustModel) throw new BackendError('the occlusion trust model is not loaded: this engine was made without it, or set occlusion: false');
         const model = await engine.trustModel();
-        const bareFace = faceMask(geo.shape, size, NO_REGION, contract);
-        const bareSkin = skinMask(geo.shape, size, bareFace, contract);
         const srcTrust = applyField(geo.srcField, await sourceTrust(src, contract, model));
-        tplTrust = await trustMap(geo.tplWarped, geo.shape, bareSkin, contract, model, bareFace);
+        tplTrust = await templateTrust(geo.tplWarped, geo.shape, contract, model);
         trusts.push(srcTrust, tplTrust);
       }
       return mix(geo.srcWarped, geo.tplWarped, geo.shape, p.ratio, open, region, contract, trusts);

@@ -12,9 +12,9 @@ import {BackendError} from './errors.js';
 import {adjustTone, applyMode} from './finish.js';
 import {anchorPoints, buildPlan, fuseShape, landmarkPoints} from './geometry.js';
 import {mouthOpenRatio} from './landmarks.js';
-import {sourceTrust, trustMap} from './occlusion.js';
+import {sourceTrust, templateTrust} from './occlusion.js';
 import {refine} from './refine.js';
-import {faceMask, featureMask, isNoRegion, matchColour, mouthMask, NO_REGION, skinMask} from './texture.js';
+import {faceMask, featureMask, isNoRegion, matchColour, mouthMask} from './texture.js';
 
 /** Crop-space node positions of the plan's warp (planField's nodes, before the bilinear
  * fill): where each grid node of the crop samples `fromPts`' image. */
@@ -382,9 +382,8 @@ export class LiveFusion {
     const ts = this.srcTrustWarped;
     warpNodes(this.srcTrust, srcNodes, this.table, this.n, S, box, ts, 1);
     for (let y = box.y0; y < box.y1; y++) for (let i = y * S + box.x0; i < y * S + box.x1; i++) ts[i] /= 255;
-    const bareFace = isNoRegion(region) ? faceImg : faceMask(geo.shape, S, NO_REGION, contract);
-    const bareSkin = skinMask(geo.shape, S, bareFace, contract);
-    const tpl = await trustMap({w: S, h: S, c: 3, data: this.tpl}, geo.shape, bareSkin, contract, model, bareFace);
+    const tpl = await templateTrust({w: S, h: S, c: 3, data: this.tpl}, geo.shape, contract, model,
+        isNoRegion(region) ? faceImg : null);
     return {src: ts, tpl: tpl.data};
   }
 

@@ -200,6 +200,14 @@ export async function sourceTrust(src, contract, model) {
   return src.trust;
 }
 
+/** The template's map on its crop warped to the fused shape (`shape`): its skin under the
+ * face mask as the landmarks give it (`face`, when the caller has it already), and only
+ * what reaches in from beyond that outline kept from the colour map. */
+export async function templateTrust(crop, shape, contract, model, face = null) {
+  const bare = face ?? faceMask(shape, crop.h, NO_REGION, contract);
+  return trustMap(crop, shape, skinMask(shape, crop.h, bare, contract), contract, model, bare);
+}
+
 /** The colour map alone. `shape`: [x, y] landmarks in crop pixels; `skin`: the bare skin. */
 function classicalTrust(crop, shape, skin, contract) {
   const size = crop.h; const side = Math.floor(size / WORK_FACTOR); const scale = side / size;
