@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma list of album,live,preview,refiner,phone,video (default: "
                    "all), or webui-load (the WebUI under many users), cluster (the batch on "
                    "Ray, 1 and 2 workers, vs local), phone-album, phone-app-start, phone-app "
-                   "(the phone app in Chromium; phone-app: its live view), webui-live, trust (the "
+                   "(the phone app in Chromium; phone-app: its live view), phone-gpu (the live "
+                   "view's pixel stages in JS vs as WebGL2 passes), webui-live, trust (the "
                    "occlusion trust map, classical vs classical + learned)")
     p.add_argument("--models", default=None, help="an export folder (facefuse export -o) for "
                    "the phone table; default: the shipped models")
@@ -95,6 +96,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if "webui-live" in parts:  # the WebUI's Live tab: server round trip vs in the page
         report["webui_live"] = bench.bench_webui_live(pairs[0][0], pairs[0][1],
                                                       seconds=args.live_seconds)
+    if "phone-gpu" in parts:  # would the live view's pixel stages gain as WebGL2 passes?
+        from ..quality.webgl_probe import bench_webgl_probe
+
+        report["phone_gpu"] = bench_webgl_probe(pairs[0][1])
     if "phone-album" in parts:  # the phone app's engine in Chromium
         report["phone_album"] = bench.bench_phone_album(pairs)
     if "video" in parts:

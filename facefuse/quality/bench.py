@@ -16,6 +16,9 @@
 - phone-app: the phone app's live view in Chromium (fake camera of a real face) at CPU
   throttling 1x and 4x, refiner on and off;
 - webui-live: the WebUI's Live tab, the server round trip against the in-browser view;
+- phone-gpu: the live view's pixel stages (warps, halvings, mask blurs, the mix), the
+  engine's JavaScript against the same work as WebGL2 passes, per software GPU here
+  (webgl_probe.py);
 - phone-album: the phone app's engine in headless Chromium (Pixel 7 profile, no throttling)
   on 1350 px pairs: engine load, first fusion, per-stage ms, and the Python pipeline on the
   same pairs in the same run, with the face-region PSNR between the two results.
@@ -910,6 +913,10 @@ def markdown(report: dict[str, Any]) -> str:
                   f"p95 {p['preview_ms_p95']:.0f} ms (target < 150 ms)", ""]
     if "cluster" in report:
         lines += cluster_markdown(report["cluster"])
+    if "phone_gpu" in report:
+        from .webgl_probe import webgl_probe_markdown
+
+        lines += webgl_probe_markdown(report["phone_gpu"])
     if "phone_app_start" in report:
         p = report["phone_app_start"]
         lines += ["### Phone app start (Chromium, Pixel 7 profile, no throttling)", "",

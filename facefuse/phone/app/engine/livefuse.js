@@ -36,7 +36,7 @@ export function planNodes(plan, fromPts, anchors, out) {
 
 /** Per crop column (or row): its node cell and the weight of the next node (planField's
  * bilinear fill, tabulated once per size). */
-function cellTable(size, n, step) {
+export function cellTable(size, n, step) {
   const cell = new Int32Array(size); const frac = new Float32Array(size);
   for (let x = 0; x < size; x++) {
     const f = Math.min(x / step, n - 1); const c0 = Math.min(Math.floor(f), n - 2);
