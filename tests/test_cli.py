@@ -112,6 +112,21 @@ def test_stderr_is_one_clean_line_in_a_real_process(tmp_path, photos):
     assert proc.stderr.startswith("error: no face found in the template")
 
 
+def test_a_run_leaves_no_telemetry_behind(tmp_path, photos):
+    """ONNX Runtime's own telemetry (a device id and an event queue in the home folder, sent
+    on by long-running processes) stays off: the home folder gets nothing of Microsoft's."""
+    import os
+
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "facefuse.cli", "fuse",
+                           str(photos["source"]), str(photos["template"]), "-o",
+                           str(tmp_path / "x.jpg")], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    assert not (home / ".cache" / "Microsoft").exists()
+
+
 def test_batch_reports_bad_files_and_continues(tmp_path, photos, capsys):
     folder = tmp_path / "templates"
     folder.mkdir()
