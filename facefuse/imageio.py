@@ -227,7 +227,9 @@ def _read_umask() -> int:
     return mask
 
 
-FILE_MODE = 0o666 & ~_read_umask()
+_UMASK = _read_umask()
+FILE_MODE = 0o666 & ~_UMASK  # what open(path, 'w') gives; mkstemp's files are 0600
+DIR_MODE = 0o777 & ~_UMASK  # what mkdir gives; mkdtemp's folders are 0700
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
