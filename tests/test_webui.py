@@ -380,3 +380,28 @@ def test_batch_tab_users_get_their_own_zip_and_same_names_both_kept(server, phot
     with zipfile.ZipFile(zips["A"]) as zf:
         a1, a2 = (np.asarray(Image.open(io.BytesIO(zf.read(n)))) for n in entries["A"])
     assert a1.shape == a2.shape and np.abs(a1.astype(int) - a2).mean() > 5  # two results
+
+
+@needs_browser
+def test_a_bad_upload_after_a_good_one_gets_facefuse_s_message(server, photos, tmp_path):
+    """A browser session's second upload is read by facefuse too: after a good template, a
+    text file named .jpg gets the clear 'not an image' message (from the face numbering and
+    from Fuse), not Gradio's bare "Error" from its own decoder."""
+    from playwright.sync_api import expect, sync_playwright
+
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not a photo")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(server["url"], wait_until="load")
+        page.locator("#source input[type=file]").set_input_files(str(photos["source"]))
+        page.locator("#template input[type=file]").set_input_files(str(photos["template"]))
+        expect(page.locator("#face-msg")).to_contain_text("1 face", timeout=60_000)
+        page.locator("#template input[type=file]").set_input_files(str(notes))
+        expect(page.locator("#face-msg")).to_contain_text("notes.jpg) is not an image",
+                                                          timeout=60_000)
+        page.locator("#fuse-btn").click()
+        expect(page.locator("#result-msg")).to_contain_text("notes.jpg) is not an image",
+                                                            timeout=60_000)
+        browser.close()
