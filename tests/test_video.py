@@ -19,7 +19,7 @@ import pytest
 
 from facefuse import FusionParams
 from facefuse.errors import ImageError, NoFaceError, ParameterError
-from facefuse.imageio import has_provenance_tag, load_image
+from facefuse.imageio import FILE_MODE, has_provenance_tag, load_image
 from facefuse.quality.video import (
     compare_containers,
     container_facts,
@@ -72,6 +72,8 @@ def test_container_kept_exactly(clip, fused):
     assert report.audio == ["copied"]
     assert not work_dir(report.output).exists()  # the work folder is gone
     assert has_provenance_tag(report.output)
+    # readable as any saved photo is (the temporary file it was renamed from was 0600)
+    assert report.output.stat().st_mode & 0o777 == FILE_MODE
 
 
 def test_faces_fused_and_no_face_frames_untouched(clip, fused):
