@@ -288,6 +288,8 @@ def test_errors_are_typed_and_leave_nothing(tmp_path, astronaut, source, engine)
         fuse_video(source, text, out, engine=engine)
     with pytest.raises(ImageError, match="not found"):
         fuse_video(source, tmp_path / "missing.mp4", out, engine=engine)
+    with pytest.raises(ParameterError, match="notes.mp4 is a file, not a folder"):
+        fuse_video(source, text, text / "out.mp4", engine=engine)  # before reading anything
     with pytest.raises(ImageError, match="no video stream"):
         audio_only = tmp_path / "sound.m4a"
         with av.open(str(audio_only), "w") as c:
