@@ -354,7 +354,8 @@ CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's Chromium is not installed")
 def test_webui_video_tab_in_a_real_browser(tmp_path, clip, source, engine):
     """Upload a face and a video, preview one frame, fuse: the result is saved under
-    outputs/ with its sidecar, every container fact kept; the page talks to nobody else."""
+    outputs/ with its sidecar, every container fact kept; the page talks to nobody else.
+    A face photo that is not an image gets facefuse's message first."""
     import socket
 
     from playwright.sync_api import expect, sync_playwright
@@ -379,9 +380,17 @@ def test_webui_video_tab_in_a_real_browser(tmp_path, clip, source, engine):
                     if not r.url.startswith((base, "data:", "blob:")) else None)
             page.goto(base + "/", wait_until="load")
             page.get_by_role("tab", name="Video").click()
+            # A text file named .jpg as the face: facefuse's message, as in the Album tab
+            # (the tab's source went to Gradio's decoder, which answered a bare "Error").
+            notes = tmp_path / "notes.jpg"
+            notes.write_text("not a photo")
+            page.locator("#video-source input[type=file]").set_input_files(str(notes))
+            page.locator("#video-in input[type=file]").set_input_files(str(clip.path))
+            page.locator("#video-preview-btn").click()
+            expect(page.locator("#video-msg")).to_contain_text("notes.jpg) is not an image",
+                                                               timeout=120_000)
             page.locator("#video-source input[type=file]").set_input_files(
                 _save(tmp_path, source))
-            page.locator("#video-in input[type=file]").set_input_files(str(clip.path))
             page.locator("#video-frame input").fill("3")
             page.locator("#video-preview-btn").click()
             expect(page.locator("#video-msg")).to_contain_text("frame 3", timeout=120_000)
