@@ -5,6 +5,14 @@
     >>> facefuse.save_image("out.jpg", result.image)
 """
 
+import os
+
+# ONNX Runtime (1.32 on Linux) ships Microsoft's 1DS telemetry: on first use it writes a device
+# id and an event queue under ~/.cache/Microsoft/DeveloperTools and a long-running process
+# (the WebUI, a batch, a video) looks up its collector's address to send them. An offline
+# tool sends nothing: switched off before any module of ours can import onnxruntime.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
 from .errors import BackendError, FaceFuseError, ImageError, NoFaceError, ParameterError
 from .imageio import load_image, save_image
 from .params import PRESETS, FusionParams, preset

@@ -227,7 +227,25 @@ def _read_umask() -> int:
     return mask
 
 
-FILE_MODE = 0o666 & ~_read_umask()
+_UMASK = _read_umask()
+FILE_MODE = 0o666 & ~_UMASK  # what open(path, 'w') gives; mkstemp's files are 0600
+DIR_MODE = 0o777 & ~_UMASK  # what mkdir gives; mkdtemp's folders are 0700
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str) -> None:
+    """A ParameterError, before any work, when files could not be made in `folder` (or in the
+    folders that saving would create there): its nearest existing part is a file, or is
+    read-only. Creates nothing, so a run that fails later for another reason leaves no
+    empty folder behind."""
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ParameterError(f"cannot write {what}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ParameterError(f"cannot write {what}: the folder {existing} is read-only "
+                             "(or not yours to write)")
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:

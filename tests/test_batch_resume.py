@@ -152,6 +152,17 @@ def test_pairs_csv_refuses_two_pairs_with_one_output_name(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("named", ["../escaped.jpg", "{tmp}/elsewhere.jpg"])
+def test_pairs_csv_keeps_named_outputs_inside_the_output_folder(tmp_path, capsys, named):
+    """A CSV's third column names a file in -o, never one elsewhere (a CSV from someone else
+    could otherwise replace any photo on the machine): refused before any work."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"me.jpg,t.jpg,{named.format(tmp=tmp_path)}\n")
+    assert main(["batch", str(pairs), "-o", str(tmp_path / "out")]) == 2
+    assert "row 1: the output" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.csv"]
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 1 MiB tmpfs: room for two fused London photos, not three."""

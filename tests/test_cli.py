@@ -112,6 +112,42 @@ def test_stderr_is_one_clean_line_in_a_real_process(tmp_path, photos):
     assert proc.stderr.startswith("error: no face found in the template")
 
 
+def test_a_run_leaves_no_telemetry_behind(tmp_path, photos):
+    """ONNX Runtime's own telemetry (a device id and an event queue in the home folder, sent
+    on by long-running processes) stays off: the home folder gets nothing of Microsoft's."""
+    import os
+
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "facefuse.cli", "fuse",
+                           str(photos["source"]), str(photos["template"]), "-o",
+                           str(tmp_path / "x.jpg")], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    assert not (home / ".cache" / "Microsoft").exists()
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, photos,
+                                                                     capsys):
+    """-o (or --report) inside something that is not a folder: exit 2 with one clear line
+    naming it, before any fusion, and nothing written (no output folder, no report)."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    code, _, err = run(["fuse", photos["source"], photos["template"], "-o",
+                        blocker / "x.jpg"], capsys)
+    assert code == 2
+    assert err.strip() == f"error: cannot write {blocker / 'x.jpg'}: {blocker} is a file, " \
+                          "not a folder"
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(photos["template"].read_bytes())
+    out_dir = tmp_path / "out"
+    code, stdout, err = run(["batch", photos["source"], folder, "-o", out_dir, "--report",
+                             blocker / "report.json", "--quiet"], capsys)
+    assert code == 2 and "cannot write the report" in err and "is a file" in err
+    assert not out_dir.exists() and stdout == ""
+
+
 def test_batch_reports_bad_files_and_continues(tmp_path, photos, capsys):
     folder = tmp_path / "templates"
     folder.mkdir()

@@ -19,7 +19,7 @@ import pytest
 
 from facefuse import FusionParams
 from facefuse.errors import ImageError, NoFaceError, ParameterError
-from facefuse.imageio import has_provenance_tag, load_image
+from facefuse.imageio import FILE_MODE, has_provenance_tag, load_image
 from facefuse.quality.video import (
     compare_containers,
     container_facts,
@@ -72,6 +72,8 @@ def test_container_kept_exactly(clip, fused):
     assert report.audio == ["copied"]
     assert not work_dir(report.output).exists()  # the work folder is gone
     assert has_provenance_tag(report.output)
+    # readable as any saved photo is (the temporary file it was renamed from was 0600)
+    assert report.output.stat().st_mode & 0o777 == FILE_MODE
 
 
 def test_faces_fused_and_no_face_frames_untouched(clip, fused):
@@ -286,6 +288,8 @@ def test_errors_are_typed_and_leave_nothing(tmp_path, astronaut, source, engine)
         fuse_video(source, text, out, engine=engine)
     with pytest.raises(ImageError, match="not found"):
         fuse_video(source, tmp_path / "missing.mp4", out, engine=engine)
+    with pytest.raises(ParameterError, match="notes.mp4 is a file, not a folder"):
+        fuse_video(source, text, text / "out.mp4", engine=engine)  # before reading anything
     with pytest.raises(ImageError, match="no video stream"):
         audio_only = tmp_path / "sound.m4a"
         with av.open(str(audio_only), "w") as c:
@@ -350,7 +354,8 @@ CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's Chromium is not installed")
 def test_webui_video_tab_in_a_real_browser(tmp_path, clip, source, engine):
     """Upload a face and a video, preview one frame, fuse: the result is saved under
-    outputs/ with its sidecar, every container fact kept; the page talks to nobody else."""
+    outputs/ with its sidecar, every container fact kept; the page talks to nobody else.
+    A face photo that is not an image gets facefuse's message first."""
     import socket
 
     from playwright.sync_api import expect, sync_playwright
@@ -375,9 +380,17 @@ def test_webui_video_tab_in_a_real_browser(tmp_path, clip, source, engine):
                     if not r.url.startswith((base, "data:", "blob:")) else None)
             page.goto(base + "/", wait_until="load")
             page.get_by_role("tab", name="Video").click()
+            # A text file named .jpg as the face: facefuse's message, as in the Album tab
+            # (the tab's source went to Gradio's decoder, which answered a bare "Error").
+            notes = tmp_path / "notes.jpg"
+            notes.write_text("not a photo")
+            page.locator("#video-source input[type=file]").set_input_files(str(notes))
+            page.locator("#video-in input[type=file]").set_input_files(str(clip.path))
+            page.locator("#video-preview-btn").click()
+            expect(page.locator("#video-msg")).to_contain_text("notes.jpg) is not an image",
+                                                               timeout=120_000)
             page.locator("#video-source input[type=file]").set_input_files(
                 _save(tmp_path, source))
-            page.locator("#video-in input[type=file]").set_input_files(str(clip.path))
             page.locator("#video-frame input").fill("3")
             page.locator("#video-preview-btn").click()
             expect(page.locator("#video-msg")).to_contain_text("frame 3", timeout=120_000)

@@ -342,3 +342,66 @@ def test_batch_tab_screenshot(server, photos):
         assert page.evaluate("window.sawProgress"), "the batch showed no progress"
         page.screenshot(path=str(ARTIFACTS / "batch.png"))
         browser.close()
+
+
+class _NoProgress:
+    def tqdm(self, items, desc=None):
+        return items
+
+
+def test_batch_tab_users_get_their_own_zip_and_same_names_both_kept(server, photos, tmp_path):
+    """Two users start a batch in the same second, one with two photos that are both called
+    `photo.jpg` (phones name many photos alike): each zip holds that user's results only,
+    one per photo, none replaced by another."""
+    import zipfile
+
+    app = server["app"]
+    values = [f.default for f in app.specs]
+    values[app.names.index("template_face")] = "0"
+    values[app.names.index("refine")] = False
+    for sub, name in (("a", "template"), ("b", "source")):
+        (tmp_path / sub).mkdir()
+        shutil.copy(photos[name], tmp_path / sub / "photo.jpg")
+    (tmp_path / "c").mkdir()
+    shutil.copy(photos["template"], tmp_path / "c" / "other.jpg")
+    jobs = {"A": [str(tmp_path / "a" / "photo.jpg"), str(tmp_path / "b" / "photo.jpg")],
+            "B": [str(tmp_path / "c" / "other.jpg")]}
+    source = np.asarray(Image.open(photos["source"]).convert("RGB"))
+    app.prepared_source(source, app.params_from(values))  # both start at once, not after it
+    with ThreadPoolExecutor(2) as pool:
+        futures = {u: pool.submit(app.batch, source, files, *values, progress=_NoProgress())
+                   for u, files in jobs.items()}
+        answers = {u: f.result() for u, f in futures.items()}
+    zips = {u: Path(answer[0]) for u, answer in answers.items()}
+    assert zips["A"] != zips["B"] and zips["A"].parent == zips["B"].parent
+    entries = {u: zipfile.ZipFile(z).namelist() for u, z in zips.items()}
+    assert sorted(entries["A"]) == ["photo-2.jpg", "photo.jpg"]
+    assert entries["B"] == ["other.jpg"]
+    with zipfile.ZipFile(zips["A"]) as zf:
+        a1, a2 = (np.asarray(Image.open(io.BytesIO(zf.read(n)))) for n in entries["A"])
+    assert a1.shape == a2.shape and np.abs(a1.astype(int) - a2).mean() > 5  # two results
+
+
+@needs_browser
+def test_a_bad_upload_after_a_good_one_gets_facefuse_s_message(server, photos, tmp_path):
+    """A browser session's second upload is read by facefuse too: after a good template, a
+    text file named .jpg gets the clear 'not an image' message (from the face numbering and
+    from Fuse), not Gradio's bare "Error" from its own decoder."""
+    from playwright.sync_api import expect, sync_playwright
+
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not a photo")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(server["url"], wait_until="load")
+        page.locator("#source input[type=file]").set_input_files(str(photos["source"]))
+        page.locator("#template input[type=file]").set_input_files(str(photos["template"]))
+        expect(page.locator("#face-msg")).to_contain_text("1 face", timeout=60_000)
+        page.locator("#template input[type=file]").set_input_files(str(notes))
+        expect(page.locator("#face-msg")).to_contain_text("notes.jpg) is not an image",
+                                                          timeout=60_000)
+        page.locator("#fuse-btn").click()
+        expect(page.locator("#result-msg")).to_contain_text("notes.jpg) is not an image",
+                                                            timeout=60_000)
+        browser.close()

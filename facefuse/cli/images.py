@@ -48,15 +48,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fuse(args: argparse.Namespace) -> int:
-    from ..imageio import save_format, save_image
+    from ..imageio import check_writable_folder, save_format, save_image
     from ..pipeline import fuse
 
     params = params_from_args(args)
-    save_format(args.output)  # a bad extension fails before any work
+    save_format(args.output)  # a bad extension or folder fails before any work
+    check_writable_folder(Path(args.output).parent, args.output)
     started = time.perf_counter()
     result = fuse(args.source, args.template, params)
     with result.timings.stage("save"):
-        save_image(args.output, result.image, note=f"ratio={params.ratio}")
+        try:
+            save_image(args.output, result.image, note=f"ratio={params.ratio}")
+        except OSError as exc:  # a full disk, a folder gone meanwhile: nothing partial left
+            raise FaceFuseError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     total = (time.perf_counter() - started) * 1000
     faces = len(result.template_faces)
     print(f"saved {args.output} ({result.image.shape[1]}x{result.image.shape[0]}, "
@@ -71,7 +75,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..imageio import atomic_write, save_format
+    from ..imageio import atomic_write, check_writable_folder, save_format
     from ..pipeline import FaceFuser
     from ..runners.batch import (
         STATUS_KEPT,
@@ -91,6 +95,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.cpus_per_worker < 1:
         raise ParameterError("--cpus-per-worker must be 1 or more")
     out_dir = Path(args.output)
+    check_writable_folder(out_dir, f"into {out_dir}")
+    if args.report:  # found out before the batch, not after it
+        check_writable_folder(Path(args.report).parent, f"the report {args.report}")
     ignored: list[Path] = []
     prepared = {}
     if Path(args.source).suffix.lower() == ".csv":

@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from ..imageio import save_image
+    from ..imageio import check_writable_folder, save_image
     from ..runners.video import EncodeOptions, VideoOptions, fuse_video, preview_frame
 
     camera_path = (("--smoothing", "smoothing"), ("--poisson", "poisson"),
@@ -77,6 +77,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     if args.preview_frame is not None:
         target = (output if output.suffix.lower() in IMAGE_EXTENSIONS
                   else output.with_name(f"{output.stem}.frame{args.preview_frame}.png"))
+        check_writable_folder(target.parent, str(target))
         image = preview_frame(args.source, args.template_video, args.preview_frame, params,
                               options=options)
         save_image(target, image, note=f"ratio={params.ratio}; video frame "

@@ -147,8 +147,8 @@ def folder_tasks(source: Path, templates: Iterable[Path], out_dir: Path,
 
 def read_pairs_csv(path: Path, out_dir: Path, ext: str | None = None) -> list[BatchTask]:
     """Tasks from a CSV of `source,template[,output]` rows (a header row is optional; relative
-    paths are relative to the CSV's folder). The default output name is
-    `<source stem>_<template stem><ext>`; a repeated row is one task."""
+    paths are relative to the CSV's folder; an output is a name inside `out_dir`). The default
+    output name is `<source stem>_<template stem><ext>`; a repeated row is one task."""
     path = Path(path)
     if not path.is_file():
         raise ParameterError(f"pairs file not found: {path}")
@@ -165,7 +165,12 @@ def read_pairs_csv(path: Path, out_dir: Path, ext: str | None = None) -> list[Ba
                                  f"got {','.join(row)!r}")
         source, template = (path.parent / row[0]), (path.parent / row[1])
         if len(row) > 2 and row[2]:
-            output = out_dir / row[2]
+            named = Path(row[2])
+            if named.is_absolute() or ".." in named.parts:  # a CSV from elsewhere must not
+                raise ParameterError(                        # write over files elsewhere
+                    f"{path.name} row {line}: the output {row[2]!r} must be a name inside "
+                    f"the output folder (no absolute path, no '..')")
+            output = out_dir / named
         else:
             output = out_dir / (f"{source.stem}_" + output_path(template, out_dir, ext).name)
         task = BatchTask(source, template, output)

@@ -42,7 +42,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..errors import FaceFuseError, ImageError, NoFaceError, ParameterError
-from ..imageio import PROVENANCE_TEXT, ImageSource, load_image
+from ..imageio import (
+    FILE_MODE,
+    PROVENANCE_TEXT,
+    ImageSource,
+    check_writable_folder,
+    load_image,
+)
 from ..params import FusionParams
 from ..pipeline import FaceFuser, PreparedSource, Timings
 from ..stages.analysis import Face, head_pose
@@ -624,6 +630,7 @@ def _mux(template_video: Path, work: Path, track: Track, output: Path, options: 
     offset_time = offset * track.time_base
     fd, tmp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.",
                                     suffix=output.suffix)
+    os.fchmod(fd, FILE_MODE)  # mkstemp's file is private; the video is a saved result
     os.close(fd)
     tmp = Path(tmp_name)
     audio_notes: list[str] = []
@@ -789,6 +796,7 @@ def check_output(output: str | os.PathLike, encode: EncodeOptions) -> Path:
                              f"{', '.join(CONTAINERS)}")
     if output.is_dir():
         raise ParameterError(f"the output {output} is a folder")
+    check_writable_folder(output.parent, str(output))
     probe = av.open(os.devnull, "w", format=fmt)
     try:
         supported = probe.supported_codecs

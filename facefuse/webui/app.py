@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import tempfile
 import threading
 import zipfile
 from collections import OrderedDict
@@ -21,7 +22,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import FaceFuseError
-from ..imageio import ImageLimits, load_image, save_image
+from ..imageio import DIR_MODE, ImageLimits, load_image, save_image
 from ..params import LABELS, PRESETS, FusionParams, param_specs
 from ..params import preset as preset_params
 from ..pipeline import FaceFuser, PreparedSource
@@ -213,7 +214,12 @@ class WebApp:
             raise gr.Error(str(exc)) from None
 
     def batch(self, source, files, *values, progress=None):
-        """One source into many templates: results + a zip under outputs/batch-<time>/."""
+        """One source into many templates: results + a zip under outputs/batch-<time>-<random>/.
+
+        The folder is made fresh for this call (two users who start in the same second must
+        not share it, or one downloads the other's zip), and two uploads with the same name
+        (phones call many photos `image.jpg`) get `image.jpg`, `image-2.jpg`: none replaces
+        another."""
         import gradio as gr
 
         if not files:
@@ -224,15 +230,21 @@ class WebApp:
         except FaceFuseError as exc:
             return None, [], f"⚠️ {exc}"
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        folder = self.outputs / f"batch-{stamp}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"batch-{stamp}-", dir=self.outputs))
+        folder.chmod(DIR_MODE)  # mkdtemp's folder is private; saved results are not
         done, failed = [], []
+        names: set[str] = set()
         track = progress or gr.Progress()
         for file in track.tqdm(files, desc="fusing / 融合中"):
             path = Path(file if isinstance(file, str) else file.name)
+            name, n = f"{path.stem}.jpg", 1
+            while name in names:
+                n += 1
+                name = f"{path.stem}-{n}.jpg"
+            names.add(name)
             try:
                 result = self.engine.fuse(prepared, path, params)
-                out = save_image(folder / f"{path.stem}.jpg", result.image)
+                out = save_image(folder / name, result.image)
                 done.append(out)
             except FaceFuseError as exc:
                 failed.append(f"{path.name}: {exc}")

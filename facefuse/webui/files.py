@@ -117,18 +117,44 @@ def serve_privately(component, store: ResultStore, *, provenance: bool = False):
     return component
 
 
+READ_BY_FACEFUSE = "facefuse-reads-upload"
+
+
 def read_with_facefuse(component):
     """Make an upload gr.Image hand its handler the uploaded file's path, not Gradio's own
     decode: every upload is then read by `load_image` (HEIC and AVIF, size limits before
     decoding, a clear ImageError for hostile bytes) instead of Gradio's bare PIL call,
-    whose failure reaches the user as "cannot identify image file '/tmp/...'"."""
-    original = component.preprocess
+    whose failure reaches the user as "cannot identify image file '/tmp/...'".
 
-    def preprocess(payload):
-        path = getattr(payload, "path", None)
-        if path and not str(getattr(payload, "url", None) or "").startswith("data:"):
-            return path
-        return original(payload)
-
-    component.preprocess = preprocess
+    The component is marked by a CSS class, and gr.Image's preprocess (wrapped once) reads
+    marked ones so. Why not wrap the instance, as `serve_privately` does: an event that
+    answers the image with an update (`gr.skip()` for a photo that is not HEIC) makes Gradio
+    rebuild the component for that browser session from its constructor arguments, and
+    from then on that session's uploads went to Gradio's decoder (a text file named .jpg gave
+    a bare "Error"). The mark is a constructor argument, so the rebuilt one keeps it."""
+    _wrap_image_preprocess()
+    classes = component.elem_classes or []
+    classes = [classes] if isinstance(classes, str) else list(classes)
+    if READ_BY_FACEFUSE not in classes:
+        classes.append(READ_BY_FACEFUSE)
+    component.elem_classes = classes
+    component.constructor_args["elem_classes"] = classes
     return component
+
+
+def _wrap_image_preprocess() -> None:
+    """gr.Image.preprocess, once: marked components get the upload's path."""
+    original = gr.Image.preprocess
+    if getattr(original, "reads_marked_uploads", False):
+        return
+
+    def preprocess(self, payload):
+        classes = self.elem_classes or []
+        path = getattr(payload, "path", None)
+        if (READ_BY_FACEFUSE in classes and path
+                and not str(getattr(payload, "url", None) or "").startswith("data:")):
+            return path
+        return original(self, payload)
+
+    preprocess.reads_marked_uploads = True
+    gr.Image.preprocess = preprocess

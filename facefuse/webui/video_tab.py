@@ -88,14 +88,18 @@ class VideoTab:
         """The tab's components (call inside the app's gr.Tabs)."""
         import gradio as gr
 
+        from .files import read_with_facefuse
+
         with gr.Tab("视频 / Video", id="video"):
             gr.Markdown("把源人脸融合进视频的每一帧：保留声音、时间戳和旋转，人脸随时间平滑 / "
                         "Fuses the source face into every frame; sound, timing and rotation "
                         "are kept, the face is smoothed over time. Uses the Album tab's "
                         "parameters.")
             with gr.Row():
-                self.source = gr.Image(label="源人脸 / Source face", type="numpy",
-                                       elem_id="video-source", height=280)
+                # read by load_image (HEIC, limits, facefuse's messages), as the Album's
+                self.source = read_with_facefuse(gr.Image(
+                    label="源人脸 / Source face", type="numpy", elem_id="video-source",
+                    height=280))
                 self.video = gr.Video(label="模板视频 / Template video", sources=["upload"],
                                       elem_id="video-in", format=None, height=280)
             with gr.Row():
