@@ -31,7 +31,8 @@ class FusionParams:
     """All knobs of one fusion; build with keywords, presets or `with_overrides`."""
 
     ratio: float = _num(0.5, 0.0, 1.0, "How much of the source face goes in: 0 keeps the "
-                        "template unchanged, 1 moves the source face fully in.")
+                        "template unchanged (only the finishing settings, skin smoothing and "
+                        "tone, still apply), 1 moves the source face fully in.")
     shape_ratio: float = _num(0.5, 0.0, 1.0, "How far the face shape (outline, eyes, brows, "
                               "nose) moves toward the source; the mouth keeps the template's "
                               "expression.")
