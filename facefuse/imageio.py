@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -89,6 +90,16 @@ def _check_size(width: int, height: int, name: str, limits: ImageLimits) -> None
                          f"least {limits.min_side} px")
 
 
+def _bomb_error(name: str, exc: BaseException, limits: ImageLimits) -> ImageError:
+    """Pillow's own guard fired (at twice its limit, before our header check could run): the
+    message states facefuse's limit, as _check_size's does, not Pillow's."""
+    stated = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(stated.group(1)) / 1e6:.0f} MP" if stated else "too many pixels"
+    return ImageError(f"{name} is too large: {size}, the limit is "
+                      f"{limits.max_pixels / 1e6:.0f} MP (a possible decompression bomb); "
+                      "resize it first")
+
+
 def _open_and_convert(fh, name: str, limits: ImageLimits) -> np.ndarray:
     with warnings.catch_warnings():
         # The header tells the size before any pixel is decoded: check it ourselves,
@@ -100,8 +111,7 @@ def _open_and_convert(fh, name: str, limits: ImageLimits) -> np.ndarray:
             raise ImageError(f"{name} is not an image (or not a format facefuse reads: "
                              f"{READ_FORMATS})") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageError(f"{name} is too large (possible decompression bomb): "
-                             f"{exc}") from None
+            raise _bomb_error(name, exc, limits) from None
         except DECODER_ERRORS as exc:
             raise ImageError(f"{name} could not be read: {_reason(exc)}") from None
         _check_size(im.width, im.height, name, limits)
@@ -117,7 +127,7 @@ def _pil_to_rgb(im: Image.Image, name: str, limits: ImageLimits) -> np.ndarray:
     except FaceFuseError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name} is too large (possible decompression bomb): {exc}") from None
+        raise _bomb_error(name, exc, limits) from None
     except DECODER_ERRORS as exc:
         raise ImageError(f"{name} is corrupt or truncated: {_reason(exc)}") from None
 
