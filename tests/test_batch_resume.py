@@ -126,6 +126,7 @@ def test_pairs_csv_matches_the_folder_form_and_reports_a_bad_source(london, temp
     assert code == 1
     assert "3 of 4 fused" in stdout and "1 failed" in stdout  # the repeated row is one item
     assert "no face found in the source" in stdout
+    assert f"failed: coffee.jpg -> {t2.name}:" in stdout  # the pair, not the template alone
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"010_03_{t1.stem}.png", f"010_03_{t2.stem}.png", f"005_03_{t1.stem}.png"])
     rows = json.loads(report.read_text())

@@ -116,6 +116,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
         with FaceFuser() as engine:  # a source without a face stops here, before any work
             prepared = {Path(args.source): engine.prepare_source(args.source, params)}
     settings = BatchSettings(params, resume=args.resume)
+    pairs = Path(args.source).suffix.lower() == ".csv"
+
+    def named(item) -> str:
+        """A failed item as the user can find it: a pairs CSV has many sources."""
+        return f"{item.source.name} -> {item.template.name}" if pairs else item.template.name
+
     started = time.perf_counter()
     finished = []
     with tqdm(total=len(tasks), unit="photo", desc="fusing", file=sys.stderr,
@@ -123,7 +129,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         def report(item):
             finished.append(item)
             if not item.ok and not item.fatal:  # a full disk is the one error line
-                bar.write(f"skipped {item.template.name}: {item.message}", file=sys.stderr)
+                bar.write(f"skipped {named(item)}: {item.message}", file=sys.stderr)
             bar.update(1)
 
         try:
@@ -152,7 +158,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
           + (f"; {len(failures)} failed" if failures else "")
           + (f"; {len(ignored)} non-image file(s) ignored" if ignored else ""))
     for item in failures:
-        print(f"  failed: {item.template.name}: {item.message}")
+        print(f"  failed: {named(item)}: {item.message}")
     if args.report:
         atomic_write(args.report, _report_json(results))
     return 0 if not failures else 1
