@@ -204,8 +204,11 @@ def save_format(path: str | os.PathLike) -> str:
 
 
 def encode_image(rgb: np.ndarray, fmt: str, *, note: str = "", quality: int = 95) -> bytes:
-    """Encode an RGB array with provenance metadata in the file itself where the format has room."""
-    im = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    """Encode an RGB array with provenance metadata in the file itself where the format has room.
+
+    The array is taken as `load_image` takes one (HxW grey, HxWx3, HxWx4; uint8, uint16, or
+    float 0..1 or 0..255): a float result in 0..1 saved as is would come out black."""
+    im = Image.fromarray(_array_to_rgb(np.asarray(rgb), "the image to save"), "RGB")
     xmp = provenance_xmp(note)
     buf = io.BytesIO()
     if fmt == "PNG":

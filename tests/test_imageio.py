@@ -150,7 +150,7 @@ def test_save_is_atomic_and_checks_the_extension(tmp_path, astronaut):
     target = tmp_path / "keep.png"
     save_image(target, astronaut)
     before = target.read_bytes()
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises(ImageError):  # typed, as load_image's
         save_image(target, np.zeros((10, 10, 7), np.uint8))  # cannot encode
     assert target.read_bytes() == before  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["keep.png"]  # no temp file left
@@ -224,3 +224,15 @@ def test_saved_files_get_ordinary_permissions(tmp_path, astronaut):
     os.umask(old)
     out = save_image(tmp_path / "r.png", astronaut[:64, :64])
     assert out.stat().st_mode & 0o777 == 0o666 & ~old
+
+
+def test_save_image_takes_arrays_as_load_image_does(tmp_path, astronaut):
+    """A float result in 0..1 (what many libraries give) is not saved black, a grey 2-D
+    array is saved as grey, and a shape that is no image is a typed error, no file."""
+    as_float = save_image(tmp_path / "f.png", astronaut / 255.0)
+    assert np.abs(np.asarray(Image.open(as_float)).astype(int) - astronaut).max() <= 1
+    grey = save_image(tmp_path / "g.png", astronaut[..., 0])
+    assert np.array_equal(np.asarray(Image.open(grey))[..., 1], astronaut[..., 0])
+    with pytest.raises(ImageError, match="expected an HxW"):
+        save_image(tmp_path / "bad.png", np.zeros((4, 4, 2), np.uint8))
+    assert not (tmp_path / "bad.png").exists()
