@@ -406,3 +406,32 @@ def test_webui_video_tab_in_a_real_browser(tmp_path, clip, source, engine):
     assert compare_containers(container_facts(clip.path), container_facts(saved[-1])) == {
         "frame_count": True, "timestamps": True, "rotation": True, "audio": True}
     assert external == [], f"the page fetched from outside the machine: {external}"
+
+
+def test_a_video_cut_short_is_fused_as_far_as_it_goes_and_says_so(tmp_path, astronaut, source,
+                                                                   capsys):
+    """A phone recording cut off mid-file (its header still states every frame): the frames
+    that can be read are fused and saved, and the user is told the file ended early."""
+    from facefuse.cli import main
+
+    whole = make_test_video(tmp_path / "whole.mp4", astronaut, size=SIZE, frames=24, cut=None)
+    front = tmp_path / "front.mp4"  # the header first (faststart), as phones write them
+    with av.open(str(whole.path)) as src, av.open(str(front), "w",
+                                                  options={"movflags": "faststart"}) as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams
+                   if s.type in ("video", "audio")}
+        for packet in src.demux():
+            if packet.stream.index in streams and packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                dst.mux(packet)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(front.read_bytes()[: int(front.stat().st_size * 0.6)])
+    with av.open(str(cut)) as c:
+        stated = c.streams.video[0].frames
+    out = tmp_path / "out.mp4"
+    assert main(["video", _save(tmp_path, source), str(cut), "-o", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    with av.open(str(out)) as c:
+        saved = sum(1 for _ in c.decode(video=0))
+    assert stated == 24 and 0 < saved < stated
+    assert f"header states 24 frames but only {saved} could be read" in err

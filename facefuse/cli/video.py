@@ -120,4 +120,6 @@ def cmd_video(args: argparse.Namespace) -> int:
           f"{audio}, rotation {report.rotation}°, {report.fps:.1f} fps"
           + (f", resumed after {report.resumed_chunks} finished chunks"
              if report.resumed_chunks else "") + ")")
+    if report.cut_short:
+        print(f"note: {report.cut_short}", file=sys.stderr)
     return 0

@@ -147,10 +147,20 @@ class VideoReport:
     resumed_chunks: int = 0
     subtitles: list[str] = field(default_factory=list)  # per subtitle stream, as audio
     stage_ms: dict[str, float] = field(default_factory=dict)
+    stated_frames: int = 0  # the container's own count for the whole video (0: unknown)
 
     @property
     def fps(self) -> float:
         return self.frames / max(self.seconds, 1e-9)
+
+    @property
+    def cut_short(self) -> str:
+        """A note when the file ended before the frames its header states (a recording cut
+        off, a copy interrupted): the output has only what could be read. Empty otherwise."""
+        if self.frames >= self.stated_frames:
+            return ""
+        return (f"the video's header states {self.stated_frames} frames but only "
+                f"{self.frames} could be read: the file may be cut short")
 
 
 # ------------------------------------------------------------------ reading
@@ -873,6 +883,8 @@ def fuse_video(source: ImageSource | PreparedSource, template_video: str | os.Pa
             raise
         shutil.rmtree(work, ignore_errors=True)
         report.seconds = time.perf_counter() - started
+        if options.start is None and options.end is None:  # a time range has fewer, rightly
+            report.stated_frames = total
         return report
     finally:
         if own_engine:

@@ -80,9 +80,10 @@ class VideoTab:
             "smoothing": bool(smooth), "seconds": round(result.seconds, 1)}
         out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2))
         audio = ", ".join(result.audio) or "—"
+        note = f"; ⚠️ {result.cut_short}" if result.cut_short else ""
         return str(out), (f"✅ 已保存 / saved {out.name}: {result.frames} 帧 frames, "
                           f"{result.fused} 融合 fused, 音频 / audio {audio}, "
-                          f"{result.fps:.1f} fps")
+                          f"{result.fps:.1f} fps{note}")
 
     def layout(self) -> None:
         """The tab's components (call inside the app's gr.Tabs)."""
