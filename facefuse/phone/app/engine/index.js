@@ -213,7 +213,8 @@ const liveWorkers = {}; // {worker, page}: one per page and kind, models loaded 
  * Worker (liveworker.js), or on this page's thread with options.worker = false (what a
  * benchmark's CPU throttling reaches). options.workers: how many Workers take turns (each
  * fuses every other frame; default 2 on a device with 2 or more cores, else 1).
- * Returns {canvas, video}. */
+ * options.onEnded: called if the camera stops delivering frames by itself (its track ended)
+ * while the view runs; the view is then stopped. Returns {canvas, video}. */
 export async function startLive(source, params = {}, options = {}) {
   await loadEngine();
   const {contract} = engine;
@@ -248,10 +249,15 @@ export async function startLive(source, params = {}, options = {}) {
     }
   }
   const canvas = options.canvas || document.createElement('canvas');
-  liveView = new LiveView(workers, stream, canvas);
-  liveView.kind = kind;
-  await liveView.start();
-  return {canvas, video: liveView.video};
+  const view = new LiveView(workers, stream, canvas);
+  liveView = view;
+  view.kind = kind;
+  view.onEnded = () => {
+    if (liveView === view) stopLive();
+    if (options.onEnded) options.onEnded();
+  };
+  await view.start();
+  return {canvas, video: view.video};
 }
 
 /** Two Workers where there are cores for them: a frame's stages run one after the other,
