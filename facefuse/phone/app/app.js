@@ -12,7 +12,7 @@ const THUMB_SIDE = 480;
 
 const state = {
   api: null, specs: [], presets: {}, params: {}, setControl: () => {},
-  photos: { source: null, template: null }, faces: [], preview: { busy: false, again: false },
+  engine: null, photos: { source: null, template: null }, faces: [], preview: { busy: false, again: false },
   queue: Promise.resolve(),
   live: { running: false, busy: false, video: null, timer: 0, stats: null, tracked: 0 },
 };
@@ -167,11 +167,17 @@ async function engineReason(file) {
 async function pickPhoto(role, file) {
   if (!file) return;
   showError(null);
+  // The engine's checks come first (an image, not cut short, within the size its header
+  // states): a small file that unpacks to gigabytes is refused before this page decodes it.
+  let reason = null;
+  try { await state.engine?.checkImage(file, role); } catch (err) { reason = err; }
   let bitmap = null;
-  try {
-    bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
-  } catch {
-    // not a picture this browser decodes; said below
+  if (!reason) {
+    try {
+      bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
+    } catch {
+      // not a picture this browser decodes; said below
+    }
   }
   state.photos[role] = bitmap ? { file, bitmap } : null;
   if (role === 'template') {
@@ -180,7 +186,9 @@ async function pickPhoto(role, file) {
     state.setControl('template_face', 0);
   } else if (bitmap) draw($('source-view'), bitmap, THUMB_SIDE);
   if (!bitmap) {
-    showError((role === 'template' && await engineReason(file))
+    const thumb = $(`${role}-view`);  // not the last photo's picture over a refused one
+    thumb.width = thumb.height = 1;
+    showError(reason || (role === 'template' && await engineReason(file))
       || new Error(`无法读取图片 / cannot read ${file.name}: not an image this browser decodes`));
   } else if (role === 'template') await detectTemplateFaces();
   else if (state.live.running) await liveAction(restartLive);  // the new face, live
@@ -461,6 +469,7 @@ async function start() {
   setStatus('正在加载引擎… / loading the engine…');
 
   const api = await loadEngineModule();
+  state.engine = api;  // its file checks need no model: a photo picked now is checked too
   if (api) {
     window.facefuse = api;
     try {

@@ -6,7 +6,7 @@ import {alignFace} from './align.js';
 import {BackendError, FaceFuseError, ImageError, NoFaceError, ParameterError} from './errors.js';
 import {resizeOutput} from './finish.js';
 import {fuseFace, roundInPlace, Timings} from './fuseface.js';
-import {loadImage} from './image.js';
+import {checkFile, loadImage} from './image.js';
 import {loadFaceModels} from './facemodels.js';
 import {detectFaces as meshFaces} from './landmarks.js';
 import {LIVE_CROP, LiveView, LiveWorker} from './live.js';
@@ -184,6 +184,13 @@ export function fuse(source, template, params = {}, options = {}) {
 /** Fast preview: downscaled copies (640 px long side) on the 320 crop path. */
 export function preview(source, template, params = {}) {
   return run(source, template, {...params, crop_size: PREVIEW_CROP}, PREVIEW_SIDE);
+}
+
+/** Resolves when `file` (a Blob) is an image within the limits, as far as its bytes and
+ * header say: rejects with the ImageError `fuse` would give, before any pixel is decoded
+ * (a page should ask this before it decodes a picked photo itself). Loads no model. */
+export async function checkImage(file, name = 'image') {
+  await checkFile(file, name, await loadContract());
 }
 
 /** The faces of `image`, largest first, numbered from 0 (for the face picker). */
