@@ -332,6 +332,23 @@ def test_every_format_states_its_size_in_its_header(page, astronaut):
 
 
 @needs_browser
+def test_every_switch_changes_the_result_or_is_refused(page, astronaut, astronaut_template):
+    """Each on/off parameter the engine accepts changes the fusion; one it cannot honour is
+    refused, never taken and ignored (Poisson blending was: same pixels either way)."""
+    src, tpl = png_bytes(astronaut_template), png_bytes(astronaut)
+    base = in_page(page, src, tpl, ratio=1.0)
+    assert "error" not in base, base
+    switches = [p for p in json.loads(contract.render())["params"] if p["kind"] == "bool"]
+    assert {"refine", "occlusion", "poisson"} <= {p["name"] for p in switches}
+    for spec in switches:
+        js = in_page(page, src, tpl, ratio=1.0, **{spec["name"]: not spec["default"]})
+        if "error" in js:
+            assert js["error"] == "ParameterError" and spec.get("desktop_only"), js
+        else:
+            assert not np.array_equal(js["image"], base["image"]), spec["name"]
+
+
+@needs_browser
 def test_bad_parameters_are_refused_with_python_messages(page, astronaut):
     good = png_bytes(astronaut)
     for params in ({"ratio": 1.5}, {"mode": "fancy"}, {"template_face": -1},
