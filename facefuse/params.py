@@ -86,8 +86,10 @@ class FusionParams:
         "help": "After the warp, line the source's eyes and nose up with the template's by "
                 "their look (head pose closer to the template's; a little less of the "
                 "source's identity)."})
+    # desktop_only: the phone's engine has no seamless-clone solver (cv2.seamlessClone), so
+    # its app does not offer the switch and its engine refuses it rather than ignore it.
     poisson: bool = field(default=False, metadata={
-        "kind": "bool", "group": "model",
+        "kind": "bool", "group": "model", "desktop_only": True,
         "help": "Poisson (seamless) blending at paste-back; slower."})
     crop_size: int = field(default=512, metadata={
         "kind": "int_choice", "choices": CROP_SIZES, "group": "model",

@@ -75,6 +75,27 @@ def photo_files(tmp_path_factory, astronaut, astronaut_template) -> dict[str, Pa
     return paths
 
 
+@pytest.fixture(scope="session")
+def bomb_png():
+    """Makes a real decompression bomb: a greyscale PNG of zeros, under a megabyte for 30000
+    x 30000, that unpacks to 900 MB (3.6 GB as the RGBA a browser decodes it to)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    def make(width: int, height: int) -> bytes:
+        packer, row = zlib.compressobj(9), bytes(width + 1)
+        idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+        header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+                + chunk(b"IEND", b""))
+
+    return make
+
+
 @pytest.fixture(scope="module")
 def webui_server(tmp_path_factory, engine):
     """A real WebUI on a free 127.0.0.1 port, one per test module, sharing the engine."""

@@ -589,6 +589,37 @@ def test_no_face_is_a_clear_message_in_the_page(engine_page, photo_files):
 
 
 @NEEDS_ENGINE
+def test_a_decompression_bomb_picked_is_refused_undecoded_and_the_app_goes_on(
+        engine_page, photo_files, astronaut_template, tmp_path, bomb_png):
+    """A 30000 x 30000 PNG of 0.9 MB, picked as either photo: the size limit's message, the
+    page never hands it to a decoder (it used to decode it twice, page then engine: several
+    GB of memory for a 16000 x 16000 one, a vague "could not be decoded" for this one), no
+    stale picture in its slot, and the next pair fuses."""
+    page = engine_page
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_png(30000, 30000))
+    page.evaluate("""() => {
+        const real = globalThis.createImageBitmap;
+        window.decodedSizes = [];
+        globalThis.createImageBitmap = (src, ...rest) => {
+            window.decodedSizes.push(src.size ?? -1);
+            return real(src, ...rest);
+        };
+    }""")
+    for role in ("template", "source"):
+        pick_photos(page, photo_files["source"], photo_files["template"])
+        page.set_input_files(f"#{role}-file", str(bomb))
+        page.wait_for_function("() => /too large/.test(document.getElementById('error')"
+                               ".textContent)", timeout=60_000)
+        assert f"{role} is too large: 30000x30000 = 900.0 MP" in page.text_content("#error")
+        assert page.evaluate(f"document.getElementById('{role}-view').width") == 1
+        assert page.is_disabled("#fuse")
+    assert bomb.stat().st_size not in page.evaluate("window.decodedSizes")
+    pick_photos(page, photo_files["source"], photo_files["template"])
+    assert fuse_in_page(page).shape == astronaut_template.shape
+
+
+@NEEDS_ENGINE
 def test_offline_fusion_on_a_london_pair(offline_page, london):
     """Airplane mode after one visit: a real 1350 px pair still fuses in the page."""
     page = offline_page["page"]

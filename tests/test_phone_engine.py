@@ -259,6 +259,96 @@ def test_bad_inputs_give_the_python_sides_typed_errors(page, astronaut, astronau
 
 
 @needs_browser
+def test_a_decompression_bomb_is_refused_from_its_header_before_any_decoding(page, astronaut,
+                                                                             bomb_png):
+    """30000 x 30000 in 0.9 MB: refused with the size limit's message, as the Python side
+    words it, without the browser's decoder ever being handed the file (it used to be
+    decoded first: a vague "could not be decoded" here, gigabytes of memory for a smaller
+    one); the next photo fuses as before."""
+    from facefuse.errors import ImageError as PyImageError
+
+    js = page.evaluate("""async (b64) => {
+        const real = globalThis.createImageBitmap;
+        let decodes = 0;
+        globalThis.createImageBitmap = (...args) => { decodes++; return real(...args); };
+        const bomb = new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))]);
+        try {
+            await window.facefuse.detectFaces(bomb);
+            return {decodes};
+        } catch (err) {
+            return {decodes, error: err.name, message: err.message};
+        } finally {
+            globalThis.createImageBitmap = real;
+        }
+    }""", b64(bomb_png(30000, 30000)))
+    assert js["decodes"] == 0, js
+    assert js.get("error") == "ImageError", js
+    try:  # Python's words for a size over the limit (below Pillow's own bomb limit)
+        load_image(bomb_png(10000, 8000), name="template")
+    except PyImageError as exc:
+        expected = str(exc).replace("10000x8000 = 80.0", "30000x30000 = 900.0")
+    assert js["message"] == expected
+    after = in_page(page, png_bytes(astronaut), png_bytes(astronaut))
+    assert "error" not in after, after
+
+
+def encoded(rgb: np.ndarray, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+@needs_browser
+def test_every_format_states_its_size_in_its_header(page, astronaut):
+    """The header read that refuses a bomb gives each format's true width and height (a
+    photo wider than high, so a swap shows) without decoding it."""
+    from PIL import features
+
+    photo = np.ascontiguousarray(astronaut[:384, :, :])  # 512 wide, 384 high
+    exif = Image.Exif()
+    exif[0x0131] = "facefuse test"  # an APP1 segment before the frame header
+    files = {"png": encoded(photo, "PNG"), "jpeg": encoded(photo, "JPEG", quality=90),
+             "jpeg-progressive": encoded(photo, "JPEG", progressive=True),
+             "jpeg-exif": encoded(photo, "JPEG", exif=exif),
+             "webp-lossy": encoded(photo, "WEBP"),
+             "webp-lossless": encoded(photo, "WEBP", lossless=True),
+             "webp-alpha": encoded(np.dstack([photo, photo[..., :1]]), "WEBP"),
+             "gif": encoded(photo, "GIF"), "bmp": encoded(photo, "BMP")}
+    if features.check("avif"):
+        files["avif"] = encoded(photo, "AVIF")
+    try:
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+        files["heic"] = encoded(photo, "HEIF")
+    except ImportError:
+        pass
+    sizes = page.evaluate("""async (files) => {
+        const {headerSize} = await import('/engine/image.js');
+        return Object.fromEntries(Object.entries(files).map(([name, b64]) =>
+            [name, headerSize(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)))]));
+    }""", {name: b64(data) for name, data in files.items()})
+    assert sizes == {name: [512, 384] for name in files}
+
+
+@needs_browser
+def test_every_switch_changes_the_result_or_is_refused(page, astronaut, astronaut_template):
+    """Each on/off parameter the engine accepts changes the fusion; one it cannot honour is
+    refused, never taken and ignored (Poisson blending was: same pixels either way)."""
+    src, tpl = png_bytes(astronaut_template), png_bytes(astronaut)
+    base = in_page(page, src, tpl, ratio=1.0)
+    assert "error" not in base, base
+    switches = [p for p in json.loads(contract.render())["params"] if p["kind"] == "bool"]
+    assert {"refine", "occlusion", "poisson"} <= {p["name"] for p in switches}
+    for spec in switches:
+        js = in_page(page, src, tpl, ratio=1.0, **{spec["name"]: not spec["default"]})
+        if "error" in js:
+            assert js["error"] == "ParameterError" and spec.get("desktop_only"), js
+        else:
+            assert not np.array_equal(js["image"], base["image"]), spec["name"]
+
+
+@needs_browser
 def test_bad_parameters_are_refused_with_python_messages(page, astronaut):
     good = png_bytes(astronaut)
     for params in ({"ratio": 1.5}, {"mode": "fancy"}, {"template_face": -1},

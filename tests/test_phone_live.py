@@ -219,6 +219,82 @@ def test_live_view_fuses_camera_frames_and_the_shutter_saves_a_tagged_still(app)
         stop_live(page)
 
 
+def live_settled(page) -> None:
+    """Running, with no start, stop or shutter under way."""
+    page.wait_for_function("() => { const l = window.facefuseApp.state.live;"
+                           " return l.running && !l.busy; }", timeout=FIRST_FRAME_S * 1000)
+
+
+def test_a_double_tap_opens_one_camera_and_the_shutter_saves_one_still(app):
+    """Two quick taps on Start live (the camera takes a moment to open) and two on the
+    shutter: one camera session and one saved file. Both used to run twice: two camera
+    opens and two stats timers, one never cleared; the same still downloaded twice."""
+    page = app
+    page.evaluate("""() => {
+        window.cameraOpens = 0;
+        const media = navigator.mediaDevices, open = media.getUserMedia.bind(media);
+        media.getUserMedia = (c) => { window.cameraOpens++; return open(c); };
+    }""")
+    saved: list[str] = []
+    page.on("download", lambda d: saved.append(d.suggested_filename))
+    try:
+        page.evaluate("() => { const b = document.getElementById('live-toggle');"
+                      " b.click(); b.click(); }")
+        live_settled(page)
+        assert first_live_frame(page, FIRST_FRAME_S) is not None
+        assert page.evaluate("window.cameraOpens") == 1
+        page.evaluate("() => { const b = document.getElementById('shutter');"
+                      " b.click(); b.click(); }")
+        page.wait_for_function("() => window.facefuseApp.state.live.busy", timeout=10_000)
+        live_settled(page)  # the still fused, saved, and the view back on
+        time.sleep(1)
+        assert len(saved) == 1, saved
+    finally:
+        stop_live(page)
+
+
+def test_a_source_picked_while_live_is_the_face_fused_live(app, photos, london):
+    """The live view takes a new source at once (it kept fusing the old one, while the
+    thumbnail and the shutter's still had the new one): its frame is the album path's
+    fusion of the new source, and far from the old source's."""
+    page = app
+    new = london / "neutral" / "001_03.jpg"
+    live_params = {k: v for k, v in params(page).items()  # what the live view takes of them
+              if k not in ("crop_size", "smoothing", "poisson", "resolution", "template_face")}
+    start_live(page)
+    try:
+        page.set_input_files("#source-file", str(new))
+        page.wait_for_function("() => window.facefuseApp.state.photos.source?.file.name"
+                               f" === '{new.name}'", timeout=60_000)
+        live_settled(page)
+        assert first_live_frame(page, FIRST_FRAME_S) is not None
+        fidelity = {name: live_vs_album(page, base64.b64encode(path.read_bytes()).decode(),
+                                        live_params)["face_psnr_db"]
+                    for name, path in (("new", new), ("old", photos["source"]))}
+    finally:
+        stop_live(page)
+        page.set_input_files("#source-file", str(photos["source"]))
+    assert fidelity["new"] >= LIVE_VS_ALBUM_DB, fidelity
+    assert fidelity["old"] < fidelity["new"] - 10, fidelity
+
+
+def test_a_camera_that_stops_by_itself_stops_the_view_with_a_message(app):
+    """The camera track ends under a running view (another app takes the camera, its
+    permission is withdrawn): the view stops and says so, where it used to sit at 0 fps
+    still showing Stop live; Start live then works again."""
+    page = app
+    start_live(page)
+    try:
+        page.evaluate("window.facefuseApp.state.live.video.srcObject.getVideoTracks()[0].stop()")
+        page.wait_for_function("() => !window.facefuseApp.state.live.running", timeout=30_000)
+        assert "the camera stopped" in page.text_content("#error")
+        assert "Start live" in page.text_content("#live-toggle")
+        assert not page.is_disabled("#live-toggle") and page.is_disabled("#shutter")
+        start_live(page)  # and it opens again
+    finally:
+        stop_live(page)
+
+
 def test_a_60_s_live_run_keeps_the_js_heap(app):
     """The page's heap and the live Worker's (where every frame is fused), as the browser's
     memory measurement reports them, before and after a minute of live view."""

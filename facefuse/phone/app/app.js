@@ -12,9 +12,9 @@ const THUMB_SIDE = 480;
 
 const state = {
   api: null, specs: [], presets: {}, params: {}, setControl: () => {},
-  photos: { source: null, template: null }, faces: [], preview: { busy: false, again: false },
+  engine: null, photos: { source: null, template: null }, faces: [], preview: { busy: false, again: false },
   queue: Promise.resolve(),
-  live: { running: false, video: null, timer: 0, stats: null, tracked: 0 },
+  live: { running: false, busy: false, video: null, timer: 0, stats: null, tracked: 0 },
 };
 const LIVE_STATS_MS = 1000;
 
@@ -167,11 +167,17 @@ async function engineReason(file) {
 async function pickPhoto(role, file) {
   if (!file) return;
   showError(null);
+  // The engine's checks come first (an image, not cut short, within the size its header
+  // states): a small file that unpacks to gigabytes is refused before this page decodes it.
+  let reason = null;
+  try { await state.engine?.checkImage(file, role); } catch (err) { reason = err; }
   let bitmap = null;
-  try {
-    bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
-  } catch {
-    // not a picture this browser decodes; said below
+  if (!reason) {
+    try {
+      bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
+    } catch {
+      // not a picture this browser decodes; said below
+    }
   }
   state.photos[role] = bitmap ? { file, bitmap } : null;
   if (role === 'template') {
@@ -180,9 +186,12 @@ async function pickPhoto(role, file) {
     state.setControl('template_face', 0);
   } else if (bitmap) draw($('source-view'), bitmap, THUMB_SIDE);
   if (!bitmap) {
-    showError((role === 'template' && await engineReason(file))
+    const thumb = $(`${role}-view`);  // not the last photo's picture over a refused one
+    thumb.width = thumb.height = 1;
+    showError(reason || (role === 'template' && await engineReason(file))
       || new Error(`无法读取图片 / cannot read ${file.name}: not an image this browser decodes`));
   } else if (role === 'template') await detectTemplateFaces();
+  else if (state.live.running) await liveAction(restartLive);  // the new face, live
   else schedulePreview();
   renderFaceChips();
   updateButtons();
@@ -190,8 +199,8 @@ async function pickPhoto(role, file) {
 
 function updateButtons() {
   $('fuse').disabled = !(state.api && state.photos.source && state.photos.template);
-  $('live-toggle').disabled = !(state.api && state.photos.source);
-  $('shutter').disabled = !state.live.running;
+  $('live-toggle').disabled = !(state.api && state.photos.source) || state.live.busy;
+  $('shutter').disabled = !state.live.running || state.live.busy;
 }
 
 function schedulePreview() {
@@ -298,6 +307,29 @@ function showLiveStats() {
     `丢帧 / dropped ${s.frames_dropped}`;
 }
 
+/** One live action at a time (start, stop, shutter, a new source): a second tap while the
+ * camera opens or a still is fused is ignored, where it used to open a second camera
+ * session (two stats timers, one never cleared) or save the still twice. */
+async function liveAction(action) {
+  if (state.live.busy) return;
+  state.live.busy = true;
+  updateButtons();
+  try {
+    await action();
+  } finally {
+    state.live.busy = false;
+    updateButtons();
+  }
+}
+
+/** The camera stopped by itself: say so, instead of a frozen view that still looks live. */
+async function cameraEnded() {
+  if (state.live.running) await stopLive();
+  showError(new Error('相机已停止 / the camera stopped (another app took it, or its ' +
+    'permission was withdrawn): tap Start live to open it again'));
+  setStatus('相机已停止 / the camera stopped');
+}
+
 /** The front camera with the source fused into every frame, on the engine's 320 crop path. */
 async function startLive() {
   showError(null);
@@ -305,10 +337,11 @@ async function startLive() {
   try {
     const canvas = $('live-view');
     const { video } = await exclusive(() => state.api.startLive(state.photos.source.file,
-      { ...state.params }, { canvas }));
+      { ...state.params }, { canvas, onEnded: cameraEnded }));
     state.live.running = true;
     state.live.video = video;
     canvas.hidden = false;
+    clearInterval(state.live.timer);
     state.live.timer = setInterval(showLiveStats, LIVE_STATS_MS);
     $('live-toggle').textContent = '停止实时 / Stop live';
     setStatus('实时 / live');
@@ -325,9 +358,17 @@ async function stopLive() {
   state.live.running = false;
   state.live.video = null;
   $('live-toggle').textContent = '开始实时 / Start live';
+  setStatus('就绪 / ready');
   updateButtons();
   await stopped;  // the frame in flight has finished with the landmark graphs
   schedulePreview();
+}
+
+/** A new source picked while live: the view fuses the face now on screen (it kept the old
+ * one, and the shutter then fused the new one into a still that did not match the view). */
+async function restartLive() {
+  await stopLive();
+  await startLive();
 }
 
 /** The camera's frame at its full resolution, fused by the album path (the full crop, every
@@ -415,8 +456,9 @@ async function start() {
   $('save').addEventListener('click', saveResult);
   $('share').addEventListener('click', shareResult);
   holdToCompare($('result'));
-  $('live-toggle').addEventListener('click', () => (state.live.running ? stopLive() : startLive()));
-  $('shutter').addEventListener('click', shutter);
+  $('live-toggle').addEventListener('click',
+    () => liveAction(state.live.running ? stopLive : startLive));
+  $('shutter').addEventListener('click', () => liveAction(shutter));
   const read = () => state.params;
   attachGestures($('preview'), { specs: state.specs, read, write: onGesture,
     faceSize: () => previewFaceSize($('preview')) });
@@ -427,6 +469,7 @@ async function start() {
   setStatus('正在加载引擎… / loading the engine…');
 
   const api = await loadEngineModule();
+  state.engine = api;  // its file checks need no model: a photo picked now is checked too
   if (api) {
     window.facefuse = api;
     try {

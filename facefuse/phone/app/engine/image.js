@@ -1,6 +1,7 @@
 // Load: any image the browser gives us -> {w, h, c: 3, data: Uint8ClampedArray} RGB, with
 // the Python side's checks and messages (facefuse/imageio.py): not an image, corrupt or
-// truncated, too small, too large. Transparent pixels are composited on white.
+// truncated, too small, too large (from the file's header, before any pixel is decoded).
+// Transparent pixels are composited on white.
 import {ImageError} from './errors.js';
 
 const SIGNATURES = [
@@ -8,11 +9,12 @@ const SIGNATURES = [
   ['tiff', [0x49, 0x49, 0x2a, 0x00]], ['tiff', [0x4d, 0x4d, 0x00, 0x2a]], ['gif', [0x47, 0x49, 0x46]],
 ];
 
+const ascii = (bytes, a, b) => String.fromCharCode(...bytes.subarray(a, b));
+
 function sniff(bytes) {
   for (const [kind, sig] of SIGNATURES) if (sig.every((b, i) => bytes[i] === b)) return kind;
-  const ascii = (a, b) => String.fromCharCode(...bytes.subarray(a, b));
-  if (ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'webp';
-  if (ascii(4, 8) === 'ftyp') return 'heif'; // AVIF/HEIC: the browser may read them
+  if (ascii(bytes, 0, 4) === 'RIFF' && ascii(bytes, 8, 12) === 'WEBP') return 'webp';
+  if (ascii(bytes, 4, 8) === 'ftyp') return 'heif'; // AVIF/HEIC: the browser may read them
   return null;
 }
 
@@ -27,6 +29,63 @@ function truncation(kind, bytes) {
   if (kind === 'png') {
     const tail = String.fromCharCode(...bytes.subarray(Math.max(0, bytes.length - 12)));
     if (!tail.includes('IEND')) return 'image file is truncated (no IEND chunk)';
+  }
+  return null;
+}
+
+/** JPEG: the first start-of-frame segment's size (markers walked, no entropy data read). */
+function jpegSize(bytes, view) {
+  let at = 2;
+  while (at + 9 <= bytes.length) {
+    if (bytes[at] !== 0xff) return null;
+    const marker = bytes[at + 1];
+    if (marker === 0xff) { at++; continue; } // fill byte
+    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd8)) { at += 2; continue; }
+    if (marker >= 0xc0 && marker <= 0xcf && ![0xc4, 0xc8, 0xcc].includes(marker)) {
+      return [view.getUint16(at + 7), view.getUint16(at + 5)];
+    }
+    at += 2 + view.getUint16(at + 2);
+  }
+  return null;
+}
+
+/** HEIF/AVIF: the largest image spatial extent ('ispe') property in the file's meta box. */
+function heifSize(bytes, view) {
+  let best = null;
+  const end = Math.min(bytes.length - 16, 1 << 20);
+  for (let at = 4; at < end; at++) {
+    if (bytes[at] !== 0x69 || ascii(bytes, at, at + 4) !== 'ispe') continue;
+    const size = [view.getUint32(at + 8), view.getUint32(at + 12)];
+    if (!best || size[0] * size[1] > best[0] * best[1]) best = size;
+  }
+  return best;
+}
+
+/** [width, height] as the file's header states them (`bytes`: the whole file or its
+ * start), without decoding a pixel: a decompression bomb states its size honestly, which is
+ * what makes it refusable. null where the format's header is not read here (TIFF). */
+export function headerSize(bytes, kind = sniff(bytes)) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  try {
+    if (kind === 'png') return [view.getUint32(16), view.getUint32(20)];
+    if (kind === 'gif') return [view.getUint16(6, true), view.getUint16(8, true)];
+    if (kind === 'bmp') return [Math.abs(view.getInt32(18, true)), Math.abs(view.getInt32(22, true))];
+    if (kind === 'jpeg') return jpegSize(bytes, view);
+    if (kind === 'heif') return heifSize(bytes, view);
+    if (kind === 'webp') {
+      const chunk = ascii(bytes, 12, 16);
+      if (chunk === 'VP8 ') return [view.getUint16(26, true) & 0x3fff, view.getUint16(28, true) & 0x3fff];
+      if (chunk === 'VP8L') {
+        const bits = view.getUint32(21, true);
+        return [(bits & 0x3fff) + 1, ((bits >>> 14) & 0x3fff) + 1];
+      }
+      if (chunk === 'VP8X') {
+        const u24 = (at) => bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16);
+        return [u24(24) + 1, u24(27) + 1];
+      }
+    }
+  } catch {
+    return null; // a header shorter than its format's: the decoder says what is wrong
   }
   return null;
 }
@@ -57,6 +116,20 @@ function pixelsOf(drawable, width, height) {
   return ctx.getImageData(0, 0, width, height).data;
 }
 
+/** The checks a file passes before it is decoded: an image format, not cut short, and
+ * within the size limits its header states; an ImageError otherwise. Decoding first would
+ * let a small file that unpacks to gigabytes (30000 x 30000 pixels in 2.6 MB) take the
+ * phone's memory, or fail with the decoder's vague message. */
+export async function checkFile(blob, name, contract) {
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  const kind = sniff(bytes);
+  if (!kind) throw new ImageError(`${name} is not an image (or not a format facefuse reads: ${contract.image.read_formats})`);
+  const cut = truncation(kind, bytes);
+  if (cut) throw new ImageError(`${name} is corrupt or truncated: ${cut}`);
+  const size = headerSize(bytes, kind);
+  if (size) checkSize(size[0], size[1], name, contract);
+}
+
 /** Decode `source` (Blob/File, ImageBitmap, HTMLImageElement, canvas, ImageData, or
  * {width, height, data} RGBA) named `name` ("source", "template") in messages. */
 export async function loadImage(source, name, contract) {
@@ -69,11 +142,7 @@ export async function loadImage(source, name, contract) {
     return fromRgba(width, height, data);
   }
   if (typeof Blob !== 'undefined' && source instanceof Blob) {
-    const bytes = new Uint8Array(await source.arrayBuffer());
-    const kind = sniff(bytes);
-    if (!kind) throw new ImageError(`${name} is not an image (or not a format facefuse reads: ${contract.image.read_formats})`);
-    const cut = truncation(kind, bytes);
-    if (cut) throw new ImageError(`${name} is corrupt or truncated: ${cut}`);
+    await checkFile(source, name, contract);
     let bitmap;
     try {
       bitmap = await createImageBitmap(source, {imageOrientation: 'from-image'});

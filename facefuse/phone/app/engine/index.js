@@ -6,7 +6,7 @@ import {alignFace} from './align.js';
 import {BackendError, FaceFuseError, ImageError, NoFaceError, ParameterError} from './errors.js';
 import {resizeOutput} from './finish.js';
 import {fuseFace, roundInPlace, Timings} from './fuseface.js';
-import {loadImage} from './image.js';
+import {checkFile, loadImage} from './image.js';
 import {loadFaceModels} from './facemodels.js';
 import {detectFaces as meshFaces} from './landmarks.js';
 import {LIVE_CROP, LiveView, LiveWorker} from './live.js';
@@ -186,6 +186,13 @@ export function preview(source, template, params = {}) {
   return run(source, template, {...params, crop_size: PREVIEW_CROP}, PREVIEW_SIDE);
 }
 
+/** Resolves when `file` (a Blob) is an image within the limits, as far as its bytes and
+ * header say: rejects with the ImageError `fuse` would give, before any pixel is decoded
+ * (a page should ask this before it decodes a picked photo itself). Loads no model. */
+export async function checkImage(file, name = 'image') {
+  await checkFile(file, name, await loadContract());
+}
+
 /** The faces of `image`, largest first, numbered from 0 (for the face picker). */
 export async function detectFaces(image, params = {}) {
   await loadEngine();
@@ -213,7 +220,8 @@ const liveWorkers = {}; // {worker, page}: one per page and kind, models loaded 
  * Worker (liveworker.js), or on this page's thread with options.worker = false (what a
  * benchmark's CPU throttling reaches). options.workers: how many Workers take turns (each
  * fuses every other frame; default 2 on a device with 2 or more cores, else 1).
- * Returns {canvas, video}. */
+ * options.onEnded: called if the camera stops delivering frames by itself (its track ended)
+ * while the view runs; the view is then stopped. Returns {canvas, video}. */
 export async function startLive(source, params = {}, options = {}) {
   await loadEngine();
   const {contract} = engine;
@@ -248,10 +256,15 @@ export async function startLive(source, params = {}, options = {}) {
     }
   }
   const canvas = options.canvas || document.createElement('canvas');
-  liveView = new LiveView(workers, stream, canvas);
-  liveView.kind = kind;
-  await liveView.start();
-  return {canvas, video: liveView.video};
+  const view = new LiveView(workers, stream, canvas);
+  liveView = view;
+  view.kind = kind;
+  view.onEnded = () => {
+    if (liveView === view) stopLive();
+    if (options.onEnded) options.onEnded();
+  };
+  await view.start();
+  return {canvas, video: view.video};
 }
 
 /** Two Workers where there are cores for them: a frame's stages run one after the other,

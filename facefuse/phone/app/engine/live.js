@@ -73,6 +73,17 @@ export class LiveView {
     this.seq = 0; this.shownSeq = -1; this.roi = undefined; this.roiSeq = -1;
     this.video = document.createElement('video');
     this.video.muted = true; this.video.playsInline = true; this.video.srcObject = stream;
+    this.onEnded = null; // called once if the camera stops while the view runs
+    for (const track of stream.getVideoTracks()) track.addEventListener('ended', () => this.ended());
+  }
+
+  /** The camera stopped on its own (another app took it, its permission was withdrawn, the
+   * page went to the background where the system ends capture): no frame will come, so the
+   * view must not sit there looking live. */
+  ended() {
+    if (!this.running || this.endedOnce) return;
+    this.endedOnce = true;
+    if (this.onEnded) this.onEnded();
   }
 
   async start() {
@@ -106,6 +117,7 @@ export class LiveView {
       }
       this.send(got.value, arrived);
     }
+    this.ended(); // the stream closed under a running view (stop() sets running first)
   }
 
   schedule() {
