@@ -178,9 +178,12 @@ def start_live(page) -> dict:
 
 
 def stop_live(page) -> None:
+    """Tap Stop live and wait until the stop has finished too (the frame in flight done, the
+    buttons enabled again), so the next test's taps are not refused as a second action."""
     if page.evaluate("window.facefuseApp.state.live.running"):
         page.tap("#live-toggle")
-    page.wait_for_function("() => !window.facefuseApp.state.live.running")
+    page.wait_for_function("() => { const l = window.facefuseApp.state.live;"
+                           " return !l.running && !l.busy; }")
 
 
 def test_live_view_fuses_camera_frames_and_the_shutter_saves_a_tagged_still(app):
@@ -287,6 +290,9 @@ def test_a_camera_that_stops_by_itself_stops_the_view_with_a_message(app):
     try:
         page.evaluate("window.facefuseApp.state.live.video.srcObject.getVideoTracks()[0].stop()")
         page.wait_for_function("() => !window.facefuseApp.state.live.running", timeout=30_000)
+        assert "the camera stopped" in page.text_content("#error")
+        page.wait_for_function("() => !window.facefuseApp.state.preview.busy")
+        time.sleep(1)  # the album preview that follows a stop does not wipe the reason
         assert "the camera stopped" in page.text_content("#error")
         assert "Start live" in page.text_content("#live-toggle")
         assert not page.is_disabled("#live-toggle") and page.is_disabled("#shutter")

@@ -28,8 +28,11 @@ function exclusive(task) {
 
 function setStatus(text) { $('status').textContent = text; }
 
-function showError(err) {
+/** `sticky`: the message stays until the user's next action clears it, not at the next
+ * preview (the camera stopping by itself is said once, and the preview follows at once). */
+function showError(err, { sticky = false } = {}) {
   const box = $('error');
+  box.dataset.sticky = err && sticky ? 'yes' : '';
   if (!err) { box.hidden = true; box.textContent = ''; return; }
   box.hidden = false;
   box.textContent = `错误 / Error: ${err.message ?? err}`;
@@ -211,7 +214,7 @@ function schedulePreview() {
   state.preview.busy = true;
   const params = { ...state.params };
   exclusive(() => state.api.preview(source.file, template.file, params))
-    .then((out) => { draw($('preview'), out.image); showError(null); })
+    .then((out) => { draw($('preview'), out.image); if (!$('error').dataset.sticky) showError(null); })
     .catch(showError)
     .finally(() => {
       state.preview.busy = false;
@@ -322,12 +325,15 @@ async function liveAction(action) {
   }
 }
 
-/** The camera stopped by itself: say so, instead of a frozen view that still looks live. */
+/** The camera stopped by itself: say so, instead of a frozen view that still looks live.
+ * The message goes up in the same turn as the view stops (stopLive's first part), not after
+ * the frame in flight has finished: nothing sees a stopped view without its reason. */
 async function cameraEnded() {
-  if (state.live.running) await stopLive();
+  const stopping = state.live.running ? stopLive() : null;
   showError(new Error('相机已停止 / the camera stopped (another app took it, or its ' +
-    'permission was withdrawn): tap Start live to open it again'));
+    'permission was withdrawn): tap Start live to open it again'), { sticky: true });
   setStatus('相机已停止 / the camera stopped');
+  await stopping;
 }
 
 /** The front camera with the source fused into every frame, on the engine's 320 crop path. */
