@@ -100,7 +100,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         check_writable_folder(Path(args.report).parent, f"the report {args.report}")
     ignored: list[Path] = []
     prepared = {}
-    if Path(args.source).suffix.lower() == ".csv":
+    pairs = Path(args.source).suffix.lower() == ".csv"  # many sources, named per row
+    if pairs:
         if args.template_dir:
             raise ParameterError("a pairs CSV names its templates: drop TEMPLATE_DIR")
         tasks = read_pairs_csv(Path(args.source), out_dir, args.ext)
@@ -116,7 +117,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
         with FaceFuser() as engine:  # a source without a face stops here, before any work
             prepared = {Path(args.source): engine.prepare_source(args.source, params)}
     settings = BatchSettings(params, resume=args.resume)
-    pairs = Path(args.source).suffix.lower() == ".csv"
 
     def named(item) -> str:
         """A failed item as the user can find it: a pairs CSV has many sources."""
