@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from facefuse import ParameterError
+from facefuse import FusionParams, ParameterError
 from facefuse.cli import main
 
 
@@ -112,3 +112,36 @@ def test_feather_seam_sees_a_halo_and_nothing_where_there_is_none(astronaut):
     assert 5 < mean < 12 and worst >= mean
     blurred = cv2.GaussianBlur(img, (0, 0), 1.0)  # a change everywhere, of no seam at all
     assert feather_seam(blurred, img, region)[0] < 1.0
+
+
+def test_pose_report_reads_proportions_alone_as_pose(london, tmp_path, capsys):
+    """The template with only its shape moved toward the source's keeps every pixel outside
+    the face, carries identity away from the template as the shape ratio grows, and the
+    judge reads it as turned: pose read into proportions, not a turn of the head."""
+    from facefuse.imageio import load_image
+    from facefuse.pipeline import FaceFuser
+    from facefuse.quality.pose import ROWS, cross_pairs, pose_report, reshaped_template
+
+    pairs = cross_pairs(london, hops=1, count=3)
+    assert len({(p.source, p.template) for p in pairs}) == 3
+    src, tpl = load_image(pairs[0].source), load_image(pairs[0].template)
+    with FaceFuser() as engine:
+        out = reshaped_template(engine, src, tpl, FusionParams(ratio=1.0, shape_ratio=1.0))
+    changed = np.argwhere(np.abs(out.astype(int) - tpl.astype(int)).max(axis=2) > 0)
+    h, w = tpl.shape[:2]
+    assert 0.01 * h * w < len(changed) < 0.25 * h * w  # the face moved, nothing else
+    names = ["ratio 0 (the judge's own noise)", "proportions only, shape ratio 0.5",
+             "proportions only, shape ratio 1"]
+    report = pose_report(london, hops=1, count=3, rows={n: ROWS[n] for n in names},
+                         progress=False)
+    s = report["summary"]
+    assert all(s[n]["judged"] == 3 for n in names)
+    to_template = [s[n]["id_to_template"] for n in names]
+    assert to_template[0] < 0.1 < to_template[1] < to_template[2]
+    assert s[names[2]]["pose_mean"] > s[names[0]]["pose_mean"] + 1.0
+
+    assert main(["eval", "pose", "--data", str(london), "--hops", "1", "--count", "1",
+                 "--quiet", "--json", str(tmp_path / "pose.json")]) == 0
+    assert "proportions only, shape ratio 0.5" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "pose.json").read_text())
+    assert saved["pairs"] == 1 and len(saved["rows"]) == len(ROWS)

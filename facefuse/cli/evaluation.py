@@ -57,6 +57,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="contact sheet PNG (shows people: write it outside the repository)")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_eval_occlusion)
+    q = ev.add_parser("pose", help="head pose against the template, and how much of it the "
+                      "judge reads into the face's proportions alone (held-out cross pairs)")
+    q.add_argument("--data", required=True, help="the London set layout (neutral/, smiling/)")
+    q.add_argument("--hops", type=int, default=9,
+                   help="each held-out source into the next N people's photos (9: all 90)")
+    q.add_argument("--count", type=int, default=None, help="at most this many pairs")
+    q.add_argument("--json", default=None)
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_eval_pose)
     q = ev.add_parser("landmarks", help="our landmarks vs hand-placed .tem points")
     q.add_argument("--data", required=True)
     q.add_argument("--limit", type=int, default=None)
@@ -143,6 +152,20 @@ def cmd_eval_occlusion(args: argparse.Namespace) -> int:
     if args.sheet:
         occlusion_sheet(report, Path(args.sheet))
     report.pop("_sheet")
+    write_report(report, Path(args.json) if args.json else None)
+    return 0
+
+
+def cmd_eval_pose(args: argparse.Namespace) -> int:
+    from ..errors import ParameterError
+    from ..quality.evaluate import write_report
+    from ..quality.pose import pose_report, pose_table
+
+    if args.hops < 1 or (args.count is not None and args.count < 1):
+        raise ParameterError("--hops and --count must be at least 1")
+    report = pose_report(Path(args.data), hops=args.hops, count=args.count,
+                         progress=not args.quiet)
+    print(pose_table(report))
     write_report(report, Path(args.json) if args.json else None)
     return 0
 
