@@ -388,6 +388,9 @@ def test_faces_are_numbered_largest_first_and_nothing_leaves_the_origin(page, en
     for js_face, py_face in zip(faces, py, strict=True):
         cx = (js_face["box"][0] + js_face["box"][2]) / 2
         assert abs(cx - (py_face.box[0] + py_face.box[2]) / 2) < 0.15 * py_face.width
+    # each face's own detector confidence, as Python reports it (it used to be the threshold)
+    scores = [f["score"] for f in faces]
+    assert all(0.5 < v <= 1 for v in scores) and len(set(scores)) == len(scores)
     assert page.outside == []
 
 

@@ -54,7 +54,7 @@ async function meshInBox(models, rgb, box, contract) {
 // only costs time. The landmarks come from the second pass on a 384 px crop around each
 // face, as on the Python side.
 const DETECT_SIDE = 480;
-/** Boxes of the faces found in `rgb` (looked at no larger than DETECT_SIDE): a coarse mesh
+/** The faces found in `rgb` ({box, score}; looked at no larger than DETECT_SIDE): a coarse mesh
  * per detection gives each box (boxOfMesh: the size the Python side's full-range detector
  * gives, so the landmark crop is framed alike). */
 async function findBoxes(models, rgb, detThreshold, offset = [0, 0]) {
@@ -71,7 +71,7 @@ async function findBoxes(models, rgb, detThreshold, offset = [0, 0]) {
     const coarse = found.landmarks;
     for (let i = 0; i < coarse.length; i++) coarse[i] /= f;
     const [x0, y0, x1, y1] = boxOfMesh(coarse);
-    boxes.push([x0 + offset[0], y0 + offset[1], x1 + offset[0], y1 + offset[1]]);
+    boxes.push({box: [x0 + offset[0], y0 + offset[1], x1 + offset[0], y1 + offset[1]], score: d.score});
   }
   return boxes;
 }
@@ -101,17 +101,18 @@ async function tileBoxes(models, rgb, detThreshold, contract) {
 
 /** One box per face: a box overlapping a kept one, or mostly inside it, is the same face
  * (analysis._merge_boxes; the whole-photo boxes come first and win). */
-function mergeBoxes(boxes) {
+function mergeBoxes(found) {
   const kept = [];
-  for (const box of boxes) {
+  for (const entry of found) {
+    const {box} = entry;
     const area = (box[2] - box[0]) * (box[3] - box[1]);
-    const same = kept.some((o) => {
+    const same = kept.some(({box: o}) => {
       const ix = Math.max(0, Math.min(box[2], o[2]) - Math.max(box[0], o[0]));
       const iy = Math.max(0, Math.min(box[3], o[3]) - Math.max(box[1], o[1]));
       const union = area + (o[2] - o[0]) * (o[3] - o[1]) - ix * iy;
       return ix * iy / Math.max(union, 1e-9) > 0.3 || ix * iy > 0.6 * area;
     });
-    if (!same) kept.push(box);
+    if (!same) kept.push(entry);
   }
   return kept;
 }
@@ -124,9 +125,9 @@ export async function detectFaces(models, rgb, detThreshold, contract, thorough 
   let boxes = await findBoxes(models, rgb, detThreshold);
   if (thorough || !boxes.length) boxes = mergeBoxes(boxes.concat(await tileBoxes(models, rgb, detThreshold, contract)));
   const faces = [];
-  for (const box of boxes) {
+  for (const {box, score} of boxes) {
     const landmarks = await meshInBox(models, rgb, box, contract);
-    if (landmarks) faces.push({box, score: detThreshold, landmarks});
+    if (landmarks) faces.push({box, score, landmarks});
   }
   faces.sort((a, b) => (b.box[2] - b.box[0]) * (b.box[3] - b.box[1]) - (a.box[2] - a.box[0]) * (a.box[3] - a.box[1]));
   return faces;
