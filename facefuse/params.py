@@ -71,8 +71,11 @@ class FusionParams:
     refine: bool = field(default=True, metadata={
         "kind": "bool", "group": "model",
         "help": "Run the U-Net refiner (harmonises light, tone and the seam)."})
+    # runtime_only: how the desktop runs the U-Net, not what the result is. The browser has
+    # one runtime (LiteRT.js, the FP32 files), so the phone app does not offer the choice; its
+    # engine still takes the field, so presets and saved parameter files load unchanged.
     backend: str = field(default="ort-fp32", metadata={
-        "kind": "choice", "choices": BACKENDS, "group": "model",
+        "kind": "choice", "choices": BACKENDS, "group": "model", "runtime_only": True,
         "help": "Runtime and precision of the U-Net."})
     # Occlusion is on by default: its trust maps cost identity only +0.004 (the judge's noise)
     # and spare hair streaks and glasses ghosts. Feature registration stays off: it costs

@@ -26,7 +26,8 @@ def _param(spec: Any) -> dict[str, Any]:
     meta = dict(spec.metadata)
     entry: dict[str, Any] = {"name": spec.name, "default": spec.default,
                              "label": LABELS.get(spec.name, spec.name)}
-    for key in ("kind", "min", "max", "step", "group", "help", "desktop_only"):
+    for key in ("kind", "min", "max", "step", "group", "help", "desktop_only",
+                "runtime_only"):
         if key in meta:
             entry[key] = meta[key]
     if "choices" in meta:

@@ -36,8 +36,11 @@ export function readSpecs(contract) {
       label: bilingual(p.label ?? p.labels ?? labels[p.name], p.name),
       help: bilingual(p.help ?? meta.help, ''),
       desktopOnly: Boolean(p.desktop_only ?? meta.desktop_only),
+      runtimeOnly: Boolean(p.runtime_only ?? meta.runtime_only),
     };
-  }).filter((spec) => !spec.desktopOnly); // not mirrored in the browser engine yet
+  // desktop-only: not mirrored in the browser engine yet; runtime-only: a desktop runtime
+  // choice (the browser has one runtime), taken by the engine but not offered
+  }).filter((spec) => !spec.desktopOnly && !spec.runtimeOnly);
 }
 
 export function readPresets(contract) {
