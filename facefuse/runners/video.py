@@ -178,7 +178,9 @@ def open_video(path: str | os.PathLike, name: str = "template video"):
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise ImageError(f"{name} ({path.name}) is not a readable video: {exc}") from None
+        # FFmpeg's reason without the path it appends (a server's upload folder, say)
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ImageError(f"{name} ({path.name}) is not a readable video: {reason}") from None
     if not container.streams.video:
         container.close()
         raise ImageError(f"{name} ({path.name}) has no video stream")
