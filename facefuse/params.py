@@ -22,8 +22,11 @@ BACKENDS: tuple[str, ...] = ("ort-fp32", "ort-int8", "litert-fp32", "litert-int8
 
 def _num(default: float, lo: float, hi: float, help_text: str, step: float = 0.01,
          group: str = "fusion") -> Any:
-    return field(default=default, metadata={"kind": "float", "min": lo, "max": hi,
-                                             "step": step, "help": help_text, "group": group})
+    meta = {"kind": "float", "min": lo, "max": hi, "step": step, "help": help_text,
+            "group": group}
+    if group == "region":
+        meta["per_photo"] = True
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,13 @@ class FusionParams:
     det_threshold: float = _num(0.5, 0.05, 0.95, "Face detection confidence threshold: lower "
                                 "it if a face is missed, raise it if false faces appear.",
                                 group="detection")
+    # per_photo: chosen for the photos at hand (which face, where the region sits), not a
+    # style: switching preset in the WebUI or the phone app keeps them.
     source_face: int = field(default=0, metadata={
-        "kind": "int", "min": 0, "max": 99, "group": "detection",
+        "kind": "int", "min": 0, "max": 99, "group": "detection", "per_photo": True,
         "help": "Which face of the source photo to use (0 = largest)."})
     template_face: int | str = field(default=0, metadata={
-        "kind": "face", "min": 0, "max": 99, "group": "detection",
+        "kind": "face", "min": 0, "max": 99, "group": "detection", "per_photo": True,
         "help": "Which face of the template to replace (0 = largest), or 'all'."})
     region_scale: float = _num(1.0, 0.7, 1.3, "Size of the fusion region relative to the "
                                "detected face.", group="region")
@@ -176,6 +181,11 @@ def param_specs() -> list[dataclasses.Field]:
 
 def param_names() -> list[str]:
     return [f.name for f in dataclasses.fields(FusionParams)]
+
+
+def per_photo_names() -> list[str]:
+    """Fields chosen for the photos at hand (faces, region): a preset leaves them alone."""
+    return [f.name for f in dataclasses.fields(FusionParams) if f.metadata.get("per_photo")]
 
 
 PRESETS: dict[str, dict[str, Any]] = {

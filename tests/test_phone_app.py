@@ -382,6 +382,31 @@ def same_origin(urls: list[str], base: str) -> list[str]:
                                     or u.startswith(("data:", "blob:")))]
 
 
+@NEEDS_CONTRACT
+def test_a_preset_keeps_the_region_and_faces_chosen_for_these_photos(phone):
+    """Switching preset resets the style, not the pinch, turn or face picked on the photo."""
+    ctx = phone["new_context"]()
+    page = ctx.new_page()
+    page.goto(phone["url"])
+    wait_ready(page)
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    chosen = {"region_scale": "1.2", "region_rotation": "-12", "region_offset_y": "0.05",
+              "source_face": "1"}
+    for name, value in chosen.items():
+        page.eval_on_selector(f"#param-{name}", """(e, v) => { e.value = v;
+            e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change')); }""",
+                              value)
+    page.eval_on_selector("#param-smoothing", """e => { e.value = '0.9';
+        e.dispatchEvent(new Event('change')); }""")
+    page.select_option("#preset", "desktop")
+    value = lambda name: page.eval_on_selector(f"#param-{name}", "e => e.value")  # noqa: E731
+    assert {name: float(value(name)) for name in chosen} == {
+        name: float(v) for name, v in chosen.items()}
+    assert float(value("smoothing")) == PRESETS["desktop"]["smoothing"]  # the style is reset
+    assert float(value("ratio")) == PRESETS["desktop"]["ratio"]
+    ctx.close()
+
+
 def test_portrait_layout_fits_and_touch_targets_are_big(phone):
     ctx = phone["new_context"]()
     page = ctx.new_page()

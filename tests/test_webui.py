@@ -405,3 +405,36 @@ def test_a_bad_upload_after_a_good_one_gets_facefuse_s_message(server, photos, t
         expect(page.locator("#result-msg")).to_contain_text("notes.jpg) is not an image",
                                                             timeout=60_000)
         browser.close()
+
+
+@needs_browser
+def test_a_preset_keeps_the_region_and_faces_chosen_for_these_photos(server):
+    """Switching preset resets the style (every other field), not the region or the face
+    picked for the photos at hand."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from facefuse.params import PRESETS
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(server["url"], wait_until="load")
+        page.get_by_text("Region (zoom, rotate)").first.click()
+        page.get_by_text("Detection", exact=False).first.click()
+        chosen = {"region_scale": "1.2", "region_rotation": "-12", "source_face": "1"}
+        for name, value in chosen.items():
+            box = page.locator(f"#param-{name} input[type=number]")
+            box.fill(value)
+            box.press("Enter")
+        smoothing = page.locator("#param-smoothing input[type=number]")
+        smoothing.fill("0.9")
+        smoothing.press("Enter")
+        page.locator("#preset input").click()
+        page.get_by_role("option", name="mobile", exact=True).click()
+        expect(smoothing).to_have_value(str(PRESETS["mobile"]["smoothing"]), timeout=30_000)
+        ratio = page.locator("#param-ratio input[type=number]")
+        expect(ratio).to_have_value(str(PRESETS["mobile"]["ratio"]))
+        for name, value in chosen.items():
+            assert float(page.locator(f"#param-{name} input[type=number]").input_value()
+                         ) == float(value), name
+        browser.close()

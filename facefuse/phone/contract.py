@@ -27,7 +27,7 @@ def _param(spec: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": spec.name, "default": spec.default,
                              "label": LABELS.get(spec.name, spec.name)}
     for key in ("kind", "min", "max", "step", "group", "help", "desktop_only",
-                "runtime_only"):
+                "runtime_only", "per_photo"):
         if key in meta:
             entry[key] = meta[key]
     if "choices" in meta:

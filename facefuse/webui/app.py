@@ -23,7 +23,7 @@ import numpy as np
 from .. import __version__
 from ..errors import FaceFuseError
 from ..imageio import DIR_MODE, ImageLimits, load_image, save_image
-from ..params import LABELS, PRESETS, FusionParams, param_specs
+from ..params import LABELS, PRESETS, FusionParams, param_specs, per_photo_names
 from ..params import preset as preset_params
 from ..pipeline import FaceFuser, PreparedSource
 from ..runners.live import LiveFuser
@@ -440,9 +440,11 @@ class WebApp:
             def apply_preset(name):
                 # A preset is a whole setting, the defaults with its values (as `preset()`
                 # and the phone app make it): what another preset changed does not linger.
+                # The faces and the region chosen for these photos stay as they are.
                 values = preset_params(name).to_dict() if name in PRESETS else {}
-                return [gr.update(value=values[n]) if n in values else gr.update()
-                        for n in self.names]
+                keep = set(per_photo_names())
+                return [gr.update(value=values[n]) if n in values and n not in keep
+                        else gr.update() for n in self.names]
 
             preset.change(apply_preset, preset, inputs, api_visibility="private").then(
                 self.preview, *preview_io, api_visibility="private")

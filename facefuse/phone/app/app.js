@@ -44,8 +44,12 @@ function paramsFor(presetName) {
   return { ...values, ...(state.presets[presetName] ?? {}) };
 }
 
+/** A preset is a whole setting (defaults, then its values), except what was chosen for
+ * these photos (which faces, the region's pinch and turn: `per_photo`), which stays. */
 function applyPreset(name) {
-  state.params = paramsFor(name);
+  const chosen = Object.fromEntries(state.specs.filter((s) => s.perPhoto && s.name in state.params)
+    .map((s) => [s.name, state.params[s.name]]));
+  state.params = { ...paramsFor(name), ...chosen };
   if (state.faces.length === 0) state.params.template_face = 0;
   for (const [key, value] of Object.entries(state.params)) state.setControl(key, value);
   renderFaceChips();

@@ -37,6 +37,7 @@ export function readSpecs(contract) {
       help: bilingual(p.help ?? meta.help, ''),
       desktopOnly: Boolean(p.desktop_only ?? meta.desktop_only),
       runtimeOnly: Boolean(p.runtime_only ?? meta.runtime_only),
+      perPhoto: Boolean(p.per_photo ?? meta.per_photo),
     };
   // desktop-only: not mirrored in the browser engine yet; runtime-only: a desktop runtime
   // choice (the browser has one runtime), taken by the engine but not offered
