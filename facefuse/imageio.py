@@ -11,10 +11,12 @@ atomic (temp file + rename) and tags the result as AI-generated.
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import re
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,6 +263,25 @@ def check_writable_folder(folder: str | os.PathLike, what: str) -> None:
                              "(or not yours to write)")
 
 
+STALE_TEMPORARY_SECONDS = 3600  # a writer this long silent was killed (SIGKILL, power cut)
+
+
+def remove_stale_temporaries(path: Path, suffix: str = ".part") -> int:
+    """Delete `.<name>.<random><suffix>` files beside `path` that a killed writer left, once
+    they are an hour old (a live writer's is newer); returns how many. An interrupted save
+    then leaves nothing behind after the next save to the same name."""
+    removed = 0
+    cutoff = time.time() - STALE_TEMPORARY_SECONDS
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*{suffix}"):
+        try:
+            if p.is_file() and p.stat().st_mtime < cutoff:
+                p.unlink()
+                removed += 1
+        except OSError:  # gone already, or not ours to delete: leave it
+            continue
+    return removed
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes so that `path` either holds all of them or does not change at all.
 
@@ -268,6 +289,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     file is private, 0600, which a saved photo should not stay)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         os.fchmod(fd, FILE_MODE)

@@ -159,6 +159,26 @@ def test_save_is_atomic_and_checks_the_extension(tmp_path, astronaut):
     assert not (tmp_path / "x.gif").exists()
 
 
+def test_a_killed_writer_s_temporary_is_cleared_by_the_next_save(tmp_path, astronaut):
+    """SIGKILL leaves `.<name>.<random>.part` behind (nothing can clean up then); the next
+    save to that name removes it once it is an hour old, and never a live writer's."""
+    import os
+    import time
+
+    target = tmp_path / "out.png"
+    killed = tmp_path / ".out.png.k1ll3d.part"
+    live = tmp_path / ".out.png.l1v3.part"
+    other = tmp_path / ".other.png.k1ll3d.part"
+    for p in (killed, live, other):
+        p.write_bytes(b"half a PNG")
+    hours_ago = time.time() - 2 * 3600
+    for p in (killed, other):
+        os.utime(p, (hours_ago, hours_ago))
+    save_image(target, astronaut)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".other.png.k1ll3d.part", ".out.png.l1v3.part", "out.png"])
+
+
 def test_no_partial_file_when_the_folder_cannot_be_written(tmp_path, astronaut):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")

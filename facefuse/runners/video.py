@@ -48,6 +48,7 @@ from ..imageio import (
     ImageSource,
     check_writable_folder,
     load_image,
+    remove_stale_temporaries,
 )
 from ..params import FusionParams
 from ..pipeline import FaceFuser, PreparedSource, Timings
@@ -640,6 +641,7 @@ def _mux(template_video: Path, work: Path, track: Track, output: Path, options: 
     chunks = (len(track.pts) + options.chunk_frames - 1) // options.chunk_frames
     offset = int(track.pts[0]) if options.start is not None else 0
     offset_time = offset * track.time_base
+    remove_stale_temporaries(output, suffix=output.suffix)
     fd, tmp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.",
                                     suffix=output.suffix)
     os.fchmod(fd, FILE_MODE)  # mkstemp's file is private; the video is a saved result
