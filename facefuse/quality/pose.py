@@ -16,13 +16,16 @@ distance to the source person's smiling photo.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..imageio import load_image
 from ..params import FusionParams
 from .occlusion import HeldOutPair, held_out_pairs
+
+if TYPE_CHECKING:
+    from ..pipeline import FaceFuser
 
 PASS_DEGREES = 2.5  # the target of #13: within this of the template's pose
 HELD_OUT_PEOPLE = 10
@@ -51,7 +54,7 @@ def cross_pairs(data_dir: Path, hops: int, count: int | None = None) -> list[Hel
     return pairs[:count] if count else pairs
 
 
-def reshaped_template(engine, source: np.ndarray, template: np.ndarray,
+def reshaped_template(engine: FaceFuser, source: np.ndarray, template: np.ndarray,
                       params: FusionParams) -> np.ndarray:
     """The template with only its face shape moved to the fused shape (`shape_ratio` of the
     way to the source's), through the pipeline's own geometry and paste stages: no source
