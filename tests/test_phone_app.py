@@ -364,6 +364,15 @@ def phone(site, authority):
         browser.close()
 
 
+def open_app(phone):
+    """A fresh phone context with the app loaded and ready: (context, page)."""
+    ctx = phone["new_context"]()
+    page = ctx.new_page()
+    page.goto(phone["url"])
+    wait_ready(page)
+    return ctx, page
+
+
 def wait_ready(page, offline: bool = False) -> str:
     """Wait for the shell (and the engine, when present); returns the page's ready state."""
     page.wait_for_function("() => ['engine', 'no-engine'].includes("
@@ -385,10 +394,7 @@ def same_origin(urls: list[str], base: str) -> list[str]:
 @NEEDS_CONTRACT
 def test_a_preset_keeps_the_region_and_faces_chosen_for_these_photos(phone):
     """Switching preset resets the style, not the pinch, turn or face picked on the photo."""
-    ctx = phone["new_context"]()
-    page = ctx.new_page()
-    page.goto(phone["url"])
-    wait_ready(page)
+    ctx, page = open_app(phone)
     page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
     chosen = {"region_scale": "1.2", "region_rotation": "-12", "region_offset_y": "0.05",
               "source_face": "1"}
@@ -408,10 +414,7 @@ def test_a_preset_keeps_the_region_and_faces_chosen_for_these_photos(phone):
 
 
 def test_portrait_layout_fits_and_touch_targets_are_big(phone):
-    ctx = phone["new_context"]()
-    page = ctx.new_page()
-    page.goto(phone["url"])
-    wait_ready(page)
+    ctx, page = open_app(phone)
     assert page.evaluate("matchMedia('(pointer: coarse)').matches")  # a touch screen
     page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
     width = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
@@ -432,10 +435,7 @@ def test_portrait_layout_fits_and_touch_targets_are_big(phone):
 
 @NEEDS_CONTRACT
 def test_every_parameter_with_its_range_label_and_the_mobile_default(phone):
-    ctx = phone["new_context"]()
-    page = ctx.new_page()
-    page.goto(phone["url"])
-    wait_ready(page)
+    ctx, page = open_app(phone)
     mobile = {f.name: f.default for f in param_specs()} | PRESETS["mobile"]
     names = labels()
     assert page.eval_on_selector("#preset", "e => e.value") == "mobile"
@@ -474,10 +474,7 @@ def test_every_parameter_with_its_range_label_and_the_mobile_default(phone):
 
 def test_saved_files_carry_the_ai_tag_like_the_desktop(phone, tmp_path, astronaut):
     """provenance.js's packet is Python's, byte for byte, and JPEG/PNG stay valid images."""
-    ctx = phone["new_context"]()
-    page = ctx.new_page()
-    page.goto(phone["url"])
-    wait_ready(page)
+    ctx, page = open_app(phone)
     assert page.evaluate("import('./provenance.js').then(m => m.XMP_PACKET)") == \
         provenance_xmp().decode()
     Image.fromarray(astronaut).save(tmp_path / "a.png")
