@@ -21,10 +21,10 @@ BACKENDS: tuple[str, ...] = ("ort-fp32", "ort-int8", "litert-fp32", "litert-int8
 
 
 def _num(default: float, lo: float, hi: float, help_text: str, step: float = 0.01,
-         group: str = "fusion") -> Any:
+         group: str = "fusion", per_photo: bool = False) -> Any:
     meta = {"kind": "float", "min": lo, "max": hi, "step": step, "help": help_text,
             "group": group}
-    if group == "region":
+    if per_photo:
         meta["per_photo"] = True
     return field(default=default, metadata=meta)
 
@@ -66,13 +66,13 @@ class FusionParams:
         "kind": "face", "min": 0, "max": 99, "group": "detection", "per_photo": True,
         "help": "Which face of the template to replace (0 = largest), or 'all'."})
     region_scale: float = _num(1.0, 0.7, 1.3, "Size of the fusion region relative to the "
-                               "detected face.", group="region")
+                               "detected face.", group="region", per_photo=True)
     region_rotation: float = _num(0.0, -30.0, 30.0, "Rotation of the fusion region in "
-                                  "degrees.", step=1.0, group="region")
+                                  "degrees.", step=1.0, group="region", per_photo=True)
     region_offset_x: float = _num(0.0, -0.2, 0.2, "Horizontal shift of the fusion region, in "
-                                  "face widths.", group="region")
+                                  "face widths.", group="region", per_photo=True)
     region_offset_y: float = _num(0.0, -0.2, 0.2, "Vertical shift of the fusion region, in "
-                                  "face heights.", group="region")
+                                  "face heights.", group="region", per_photo=True)
     refine: bool = field(default=True, metadata={
         "kind": "bool", "group": "model",
         "help": "Run the U-Net refiner (harmonises light, tone and the seam)."})

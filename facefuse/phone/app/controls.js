@@ -16,7 +16,9 @@ function bilingual(label, fallback) {
   return [zh, en].filter(Boolean).join(' / ') || fallback;
 }
 
-/** The contract's parameters as a list of plain specs, whatever its container shape. */
+/** The contract's parameters as a list of plain specs, whatever its container shape; not
+ * the desktop-only ones (not mirrored in the browser engine yet) nor the runtime-only ones
+ * (a desktop runtime choice: the browser has one runtime; the engine takes them). */
 export function readSpecs(contract) {
   const raw = contract.params ?? contract.fusion_params ?? contract.parameters ?? [];
   const list = Array.isArray(raw) ? raw : Object.entries(raw).map(([name, p]) => ({ name, ...p }));
@@ -39,8 +41,6 @@ export function readSpecs(contract) {
       runtimeOnly: Boolean(p.runtime_only ?? meta.runtime_only),
       perPhoto: Boolean(p.per_photo ?? meta.per_photo),
     };
-  // desktop-only: not mirrored in the browser engine yet; runtime-only: a desktop runtime
-  // choice (the browser has one runtime), taken by the engine but not offered
   }).filter((spec) => !spec.desktopOnly && !spec.runtimeOnly);
 }
 
